@@ -1,0 +1,27 @@
+// The composition root. LoadRuntime reads the files the config names (holidays, tokens, key) into immutable
+// parts; Serve builds the running daemon in dependency order (config -> pool -> store -> sweeper -> HTTP API),
+// waits for signals in the main thread, and tears it down in reverse.
+#pragma once
+#include <memory>
+
+#include "auth.h"
+#include "calendar.h"
+#include "config.h"
+#include "crypto.h"
+
+namespace rightsd {
+
+struct Runtime {
+  Config config;
+  std::unique_ptr<BusinessCalendar> calendar;
+  TokenStore tokens;
+  std::unique_ptr<PiiCipher> cipher;
+};
+
+// Throws ConfigError naming the file and the problem.
+Runtime LoadRuntime(const Config& config);
+
+// Returns the process exit code.
+int Serve(const Config& config);
+
+}  // namespace rightsd

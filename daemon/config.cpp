@@ -1,0 +1,177 @@
+#include "config.h"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+namespace rightsd {
+
+namespace {
+
+// The declared keys, table by table. A key missing here is rejected as unknown.
+const std::map<std::string, std::set<std::string>>& KnownKeys() {
+  static const std::map<std::string, std::set<std::string>> keys = {
+      {"http", {"listen", "threads", "max_body_bytes", "keep_alive_timeout", "keep_alive_max_requests",
+                "read_timeout"}},
+      {"database", {"url", "pool_size", "acquire_timeout_ms", "statement_timeout_ms"}},
+      {"calendar", {"timezone", "holidays_file", "business_days", "at_risk_days"}},
+      {"auth", {"tokens_file"}},
+      {"crypto", {"key_file"}},
+      {"sweeper", {"interval_ms", "audit_seal_interval_ms"}},
+  };
+  return keys;
+}
+
+class Reader {
+ public:
+  Reader(const toml::table& root, std::filesystem::path file) : root_(root), file_(std::move(file)) {}
+
+  [[noreturn]] void Fail(std::string_view key, std::string_view problem) const {
+    throw ConfigError(fmt::format("{}: {}: {}", file_.string(), key, problem));
+  }
+
+  void CheckKnown() const {
+    for (const auto& [table_name, node] : root_) {
+      const std::string name(table_name.str());
+      auto known = KnownKeys().find(name);
+      if (known == KnownKeys().end()) Fail(name, "unknown table");
+      const auto* table = node.as_table();
+      if (!table) Fail(name, "must be a table");
+      for (const auto& [key, value] : *table) {
+        (void)value;
+        if (!known->second.count(std::string(key.str()))) Fail(name + "." + std::string(key.str()), "unknown key");
+      }
+    }
+  }
+
+  const toml::node* Find(std::string_view table, std::string_view key) const {
+    const auto* t = root_.get_as<toml::table>(table);
+    return t ? t->get(key) : nullptr;
+  }
+
+  std::string String(std::string_view table, std::string_view key, std::optional<std::string> fallback) const {
+    const std::string name = fmt::format("{}.{}", table, key);
+    const auto* node = Find(table, key);
+    if (!node) {
+      if (!fallback) Fail(name, "is required");
+      return *fallback;
+    }
+    auto v = node->value<std::string>();
+    if (!node->is_string() || !v) Fail(name, "must be a string");
+    if (v->empty()) Fail(name, "must not be empty");
+    return *v;
+  }
+
+  long Int(std::string_view table, std::string_view key, long fallback, long min, long max) const {
+    const std::string name = fmt::format("{}.{}", table, key);
+    const auto* node = Find(table, key);
+    if (!node) return fallback;
+    if (!node->is_integer()) Fail(name, "must be an integer");
+    const long v = static_cast<long>(node->as_integer()->get());
+    if (v < min || v > max) Fail(name, fmt::format("must be between {} and {}", min, max));
+    return v;
+  }
+
+  std::filesystem::path Path(std::string_view table, std::string_view key) const {
+    std::filesystem::path p = String(table, key, std::nullopt);
+    if (p.is_relative()) p = file_.parent_path() / p;
+    return p.lexically_normal();
+  }
+
+  std::vector<std::string> Strings(std::string_view table, std::string_view key,
+                                   std::vector<std::string> fallback) const {
+    const std::string name = fmt::format("{}.{}", table, key);
+    const auto* node = Find(table, key);
+    if (!node) return fallback;
+    const auto* arr = node->as_array();
+    if (!arr) Fail(name, "must be an array of strings");
+    std::vector<std::string> out;
+    for (const auto& item : *arr) {
+      auto v = item.value<std::string>();
+      if (!item.is_string() || !v) Fail(name, "must be an array of strings");
+      out.push_back(*v);
+    }
+    return out;
+  }
+
+ private:
+  const toml::table& root_;
+  std::filesystem::path file_;
+};
+
+void ParseListen(const Reader& r, const std::string& listen, Config::Http& http) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) r.Fail("http.listen", "must be \"host:port\"");
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port_text = listen.substr(colon + 1);
+  int port = -1;
+  try {
+    std::size_t used = 0;
+    port = std::stoi(port_text, &used);
+    if (used != port_text.size()) port = -1;
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) r.Fail("http.listen", "port must be a number from 0 to 65535");
+  http.host = host;
+  http.port = port;
+}
+
+}  // namespace
+
+Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file.string());
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: {}", file.string(), e.source().begin.line, e.source().begin.column,
+                                  e.description()));
+  }
+  Reader r(root, file);
+  r.CheckKnown();
+
+  Config c;
+  c.file = file;
+  ParseListen(r, r.String("http", "listen", "127.0.0.1:8080"), c.http);
+  c.http.threads = static_cast<int>(r.Int("http", "threads", c.http.threads, 2, 4096));
+  c.http.max_body_bytes = r.Int("http", "max_body_bytes", c.http.max_body_bytes, 1024, 64L << 20);
+  c.http.keep_alive_timeout_s = static_cast<int>(r.Int("http", "keep_alive_timeout", c.http.keep_alive_timeout_s, 1, 3600));
+  c.http.keep_alive_max_requests =
+      static_cast<int>(r.Int("http", "keep_alive_max_requests", c.http.keep_alive_max_requests, 1, 100000000));
+  c.http.read_timeout_s = static_cast<int>(r.Int("http", "read_timeout", c.http.read_timeout_s, 1, 600));
+
+  c.database.url = r.String("database", "url", std::nullopt);
+  c.database.pool_size = static_cast<int>(r.Int("database", "pool_size", c.database.pool_size, 1, 512));
+  c.database.acquire_timeout_ms =
+      static_cast<int>(r.Int("database", "acquire_timeout_ms", c.database.acquire_timeout_ms, 1, 600000));
+  c.database.statement_timeout_ms =
+      static_cast<int>(r.Int("database", "statement_timeout_ms", c.database.statement_timeout_ms, 0, 3600000));
+
+  c.calendar.timezone = r.String("calendar", "timezone", c.calendar.timezone);
+  c.calendar.holidays_file = r.Path("calendar", "holidays_file");
+  c.calendar.business_days = r.Strings("calendar", "business_days", c.calendar.business_days);
+  c.calendar.at_risk_days = static_cast<int>(r.Int("calendar", "at_risk_days", c.calendar.at_risk_days, 0, 90));
+
+  c.auth.tokens_file = r.Path("auth", "tokens_file");
+  c.crypto.key_file = r.Path("crypto", "key_file");
+
+  c.sweeper.interval_ms = static_cast<int>(r.Int("sweeper", "interval_ms", c.sweeper.interval_ms, 100, 3600000));
+  c.sweeper.audit_seal_interval_ms =
+      static_cast<int>(r.Int("sweeper", "audit_seal_interval_ms", c.sweeper.audit_seal_interval_ms, 10, 60000));
+  return c;
+}
+
+Config LoadConfig(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("{}: cannot read the config file", file.string()));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return ParseConfig(buffer.str(), std::filesystem::absolute(file));
+}
+
+}  // namespace rightsd

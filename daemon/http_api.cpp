@@ -1,0 +1,485 @@
+#include "http_api.h"
+
+#include <sodium.h>
+#include <sys/socket.h>
+
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "crypto.h"
+#include "log.h"
+
+namespace rightsd {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kProblemType = "application/problem+json";
+constexpr int kMaxListLimit = 500;
+
+std::string Dump(const json& body) { return body.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void SendProblem(httplib::Response& res, const ApiError& error, const std::string& instance) {
+  const auto& spec = ProblemFor(error.code());
+  res.status = spec.status;
+  if (error.code() == ErrorCode::kUnavailable) res.set_header("Retry-After", "1");
+  if (error.code() == ErrorCode::kUnauthenticated) res.set_header("WWW-Authenticate", "Bearer realm=\"rightsd\"");
+  res.set_content(Dump(ProblemBody(error, instance)), kProblemType);
+}
+
+void SendJson(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(Dump(body), "application/json");
+}
+
+json DateOrNull(const std::optional<LocalDate>& d) { return d ? json(FormatDate(*d)) : json(); }
+json TimeOrNull(const std::optional<Timestamp>& t) { return t ? json(FormatRfc3339(*t)) : json(); }
+
+json RenderRequest(const RequestRecord& r, LocalDate today, int at_risk_days, bool full, bool with_values) {
+  const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days);
+  json out = {
+      {"id", r.id},
+      {"type", ToString(r.type)},
+      {"status", ToString(r.status)},
+      {"received_at", FormatRfc3339(r.received_at)},
+      {"channel", r.channel},
+      {"sla",
+       {{"acknowledge_by", DateOrNull(r.deadlines.acknowledge_by)},
+        {"respond_by", FormatDate(r.deadlines.respond_by)},
+        {"extended", r.extended},
+        {"state", ToString(sla.state)},
+        {"days_left", sla.days_left ? json(*sla.days_left) : json()}}},
+      {"acknowledged_at", TimeOrNull(r.acknowledged_at)},
+      {"verified_at", TimeOrNull(r.verified_at)},
+      {"verification", r.verification},
+      {"extension_reason", r.extension_reason ? json(*r.extension_reason) : json()},
+      {"closed_at", TimeOrNull(r.closed_at)},
+      {"denial", r.denial_reason ? json{{"reason", ToString(*r.denial_reason)},
+                                        {"detail", r.denial_detail.value_or("")}}
+                                 : json()},
+      {"created_by", r.created_by},
+      {"updated_at", FormatRfc3339(r.updated_at)},
+  };
+  if (!full) return out;
+  json identities = json::array();
+  for (const auto& i : r.identities) {
+    json item = {{"kind", i.kind}};
+    if (with_values) item["value"] = i.value ? json(*i.value) : json();
+    identities.push_back(item);
+  }
+  out["identities"] = identities;
+  if (with_values) {
+    out["authorized_agent"] = r.authorized_agent ? *r.authorized_agent : json();
+    json corrections = json::array();
+    for (const auto& c : r.corrections) corrections.push_back({{"field", c.field}, {"value", c.value}});
+    out["corrections"] = corrections;
+  }
+  json history = json::array();
+  for (const auto& h : r.history) {
+    history.push_back({{"at", FormatRfc3339(h.at)}, {"actor", h.actor}, {"action", h.action}, {"detail", h.detail}});
+  }
+  out["history"] = history;
+  return out;
+}
+
+std::string EncodeCursor(const std::pair<LocalDate, std::string>& c) {
+  const std::string raw = FormatDate(c.first) + "|" + c.second;
+  std::string out(sodium_base64_ENCODED_LEN(raw.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(raw.data()), raw.size(),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+std::optional<std::pair<LocalDate, std::string>> DecodeCursor(const std::string& text) {
+  if (text.empty() || text.size() > 128) return std::nullopt;
+  std::string raw(text.size(), '\0');
+  std::size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), text.data(), text.size(), nullptr,
+                        &len, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
+    return std::nullopt;
+  }
+  raw.resize(len);
+  const auto bar = raw.find('|');
+  if (bar == std::string::npos) return std::nullopt;
+  LocalDate d;
+  const std::string id = raw.substr(bar + 1);
+  if (!ParseDate(raw.substr(0, bar), d) || !IsUuid(id)) return std::nullopt;
+  return std::make_pair(d, id);
+}
+
+bool IsJsonContentType(const std::string& value) {
+  std::string v = value.substr(0, value.find(';'));
+  while (!v.empty() && v.back() == ' ') v.pop_back();
+  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return v == "application/json";
+}
+
+// Known resource paths, for telling "no such path" (404) from "not with this method" (405).
+const std::vector<std::pair<std::regex, std::string>>& KnownPaths() {
+  static const std::vector<std::pair<std::regex, std::string>> paths = {
+      {std::regex(R"(/healthz)"), "GET"},
+      {std::regex(R"(/v1/requests)"), "GET, POST"},
+      {std::regex(R"(/v1/requests/[^/]+)"), "GET"},
+      {std::regex(R"(/v1/requests/[^/]+/(acknowledge|verify|extend|deny|cancel))"), "POST"},
+      {std::regex(R"(/v1/sla/summary)"), "GET"},
+      {std::regex(R"(/v1/audit)"), "GET"},
+  };
+  return paths;
+}
+
+}  // namespace
+
+HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)) {
+  const int threads = deps_.http.threads;
+  server_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server_.set_tcp_nodelay(true);
+  server_.set_keep_alive_max_count(static_cast<size_t>(deps_.http.keep_alive_max_requests));
+  server_.set_keep_alive_timeout(deps_.http.keep_alive_timeout_s);
+  server_.set_read_timeout(deps_.http.read_timeout_s, 0);
+  server_.set_write_timeout(deps_.http.read_timeout_s, 0);
+  server_.set_payload_max_length(static_cast<size_t>(deps_.http.max_body_bytes));
+  // cpp-httplib listens with a backlog of 5, compiled into Debian's library; remember the socket so that Bind can
+  // listen again with a real backlog (Linux lets listen() raise the backlog of a listening socket).
+  server_.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd_.store(sock);
+  });
+  Routes();
+}
+
+HttpApi::~HttpApi() { Stop(); }
+
+int HttpApi::Bind() {
+  int port = deps_.http.port;
+  if (port == 0) {
+    port = server_.bind_to_any_port(deps_.http.host);
+    if (port < 0) throw std::runtime_error(fmt::format("cannot listen on {}:0", deps_.http.host));
+  } else if (!server_.bind_to_port(deps_.http.host, port)) {
+    throw std::runtime_error(fmt::format("cannot listen on {}:{}", deps_.http.host, port));
+  }
+  if (const int fd = listen_fd_.load(); fd >= 0) ::listen(fd, SOMAXCONN);
+  return port;
+}
+
+bool HttpApi::Run() { return server_.listen_after_bind(); }
+
+void HttpApi::Stop() { server_.stop(); }
+
+json HttpApi::SummaryJson() {
+  // Dashboards poll this many times a second; one refresh at a time and at most one a second, the others are
+  // served the last answer (its as_of says how old it is).
+  constexpr auto kMaxAge = std::chrono::seconds(1);
+  {
+    std::lock_guard lock(summary_mu_);
+    const bool fresh = summary_cache_ && std::chrono::steady_clock::now() - summary_at_ < kMaxAge;
+    if (fresh || (summary_cache_ && summary_refreshing_)) return *summary_cache_;
+    summary_refreshing_ = true;
+  }
+  json out;
+  try {
+    const Timestamp now = deps_.now();
+    const SlaSummary s = deps_.store.Summary();
+    json by_status = json::object();
+    for (auto st : {RequestStatus::kReceived, RequestStatus::kVerifying, RequestStatus::kInProgress,
+                    RequestStatus::kCompleted, RequestStatus::kPartiallyCompleted, RequestStatus::kDenied,
+                    RequestStatus::kUnverifiable, RequestStatus::kCancelled}) {
+      auto it = s.by_status.find(std::string(ToString(st)));
+      by_status[std::string(ToString(st))] = it == s.by_status.end() ? 0 : it->second;
+    }
+    json by_type = json::object();
+    for (auto t : {RequestType::kAccess, RequestType::kDelete, RequestType::kCorrect, RequestType::kOptOut,
+                   RequestType::kLimit}) {
+      auto it = s.by_type.find(std::string(ToString(t)));
+      by_type[std::string(ToString(t))] = it == s.by_type.end() ? 0 : it->second;
+    }
+    json by_sla = json::object();
+    for (auto st : {SlaState::kOnTrack, SlaState::kAtRisk, SlaState::kBreached, SlaState::kMet, SlaState::kMissed}) {
+      auto it = s.by_sla_state.find(std::string(ToString(st)));
+      by_sla[std::string(ToString(st))] = it == s.by_sla_state.end() ? 0 : it->second;
+    }
+    json next_due = json::array();
+    for (const auto& [day, count] : s.next_due) next_due.push_back({{"respond_by", FormatDate(day)}, {"count", count}});
+    out = {{"as_of", FormatRfc3339(now)},
+           {"today", FormatDate(deps_.store.Today(now))},
+           {"open", s.open},
+           {"by_status", by_status},
+           {"open_by_type", by_type},
+           {"by_sla_state", by_sla},
+           {"next_due", next_due},
+           {"next_acknowledge_by", DateOrNull(s.next_acknowledge_by)}};
+  } catch (...) {
+    std::lock_guard lock(summary_mu_);
+    summary_refreshing_ = false;
+    throw;
+  }
+  std::lock_guard lock(summary_mu_);
+  summary_refreshing_ = false;
+  summary_cache_ = out;
+  summary_at_ = std::chrono::steady_clock::now();
+  return out;
+}
+
+void HttpApi::Routes() {
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+  // Wraps a handler: authentication, authorisation and the one catch site.
+  auto guarded = [this](std::optional<Permission> permission,
+                        std::function<void(const Req&, Res&, const Principal&)> fn) {
+    return [this, permission, fn](const Req& req, Res& res) {
+      try {
+        Principal principal{Role::kViewer, ""};
+        if (permission) {
+          const std::string authorization = req.get_header_value("Authorization");
+          const auto token = BearerToken(authorization);
+          if (!token) throw ApiError(ErrorCode::kUnauthenticated, "send Authorization: Bearer <token>");
+          auto who = deps_.tokens.Authenticate(*token);
+          if (!who) throw ApiError(ErrorCode::kUnauthenticated, "the bearer token is not valid");
+          if (!Allows(who->role, *permission)) {
+            throw ApiError(ErrorCode::kForbidden,
+                           fmt::format("the role {} may not do this", ToString(who->role)));
+          }
+          principal = *who;
+        }
+        fn(req, res, principal);
+      } catch (const ApiError& e) {
+        if (e.code() == ErrorCode::kInternal || e.code() == ErrorCode::kUnavailable) {
+          LogWarning("http {} {}: {}", req.method, req.path, e.detail());
+        }
+        SendProblem(res, e, req.path);
+      } catch (const std::exception& e) {
+        LogError("http {} {}: internal error: {}", req.method, req.path, e.what());
+        SendProblem(res, ApiError(ErrorCode::kInternal, "the server failed to handle this request"), req.path);
+      }
+    };
+  };
+  auto require_json_body = [](const Req& req) {
+    if (req.body.empty()) return;
+    if (!req.has_header("Content-Type") || !IsJsonContentType(req.get_header_value("Content-Type"))) {
+      throw ApiError(ErrorCode::kUnsupportedMediaType, "send the body as application/json", "Content-Type");
+    }
+  };
+  auto check_params = [](const Req& req, std::initializer_list<std::string_view> allowed) {
+    for (const auto& [name, value] : req.params) {
+      (void)value;
+      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+        throw ApiError(ErrorCode::kInvalidField, fmt::format("unknown query parameter '{}'", name.substr(0, 64)),
+                       name.substr(0, 64));
+      }
+      if (req.get_param_value_count(name) > 1) {
+        throw ApiError(ErrorCode::kInvalidField, fmt::format("query parameter '{}' is given twice", name), name);
+      }
+    }
+  };
+
+  server_.Get("/healthz", guarded(std::nullopt, [this](const Req&, Res& res, const Principal&) {
+                SendJson(res, 200, {{"status", "ok"}, {"sweeper", deps_.holds_sweeper()}});
+              }));
+
+  server_.Post("/v1/requests",
+               guarded(Permission::kCreateRequest, [this, require_json_body, check_params](
+                                                       const Req& req, Res& res, const Principal& who) {
+                 check_params(req, {});
+                 require_json_body(req);
+                 std::optional<std::string> key;
+                 if (req.has_header("Idempotency-Key")) {
+                   key = req.get_header_value("Idempotency-Key");
+                   const bool printable = std::all_of(key->begin(), key->end(), [](char c) {
+                     return c > 0x20 && c < 0x7f;
+                   });
+                   if (key->empty() || key->size() > 255 || !printable) {
+                     throw ApiError(ErrorCode::kInvalidField,
+                                    "Idempotency-Key must be 1 to 255 visible ASCII characters", "Idempotency-Key");
+                   }
+                 }
+                 const Timestamp now = deps_.now();
+                 if (req.body.empty()) throw ApiError(ErrorCode::kMalformedBody, "the body is empty");
+                 const NewRequest parsed = ParseNewRequest(req.body, now);
+                 const CreateResult created = deps_.store.Create(parsed, who, key, now);
+                 auto record = deps_.store.Get(created.id, Allows(who.role, Permission::kReadIdentityValues));
+                 if (!record) throw ApiError(ErrorCode::kInternal, "the request vanished after it was written");
+                 res.set_header("Location", "/v1/requests/" + created.id);
+                 if (created.replayed) res.set_header("Idempotent-Replayed", "true");
+                 SendJson(res, created.replayed ? 200 : 201,
+                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true,
+                                        Allows(who.role, Permission::kReadIdentityValues)));
+               }));
+
+  server_.Get("/v1/requests", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
+                                                                                      const Principal&) {
+                check_params(req, {"status", "type", "sla_state", "due_before", "limit", "cursor"});
+                ListFilter filter;
+                if (req.has_param("status")) {
+                  filter.status = ParseRequestStatus(req.get_param_value("status"));
+                  if (!filter.status) throw ApiError(ErrorCode::kInvalidField, "unknown status", "status");
+                }
+                if (req.has_param("type")) {
+                  filter.type = ParseRequestType(req.get_param_value("type"));
+                  if (!filter.type) throw ApiError(ErrorCode::kInvalidField, "unknown request type", "type");
+                }
+                if (req.has_param("sla_state")) {
+                  filter.sla_state = ParseSlaState(req.get_param_value("sla_state"));
+                  if (!filter.sla_state) throw ApiError(ErrorCode::kInvalidField, "unknown SLA state", "sla_state");
+                }
+                if (req.has_param("due_before")) {
+                  LocalDate d;
+                  if (!ParseDate(req.get_param_value("due_before"), d)) {
+                    throw ApiError(ErrorCode::kInvalidField, "due_before must be YYYY-MM-DD", "due_before");
+                  }
+                  filter.due_before = d;
+                }
+                if (req.has_param("limit")) {
+                  const std::string text = req.get_param_value("limit");
+                  int limit = 0;
+                  const bool digits = !text.empty() && text.size() <= 4 &&
+                                      std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c); });
+                  if (digits) limit = std::stoi(text);
+                  if (limit < 1 || limit > kMaxListLimit) {
+                    throw ApiError(ErrorCode::kInvalidField, fmt::format("limit must be 1 to {}", kMaxListLimit),
+                                   "limit");
+                  }
+                  filter.limit = limit;
+                }
+                if (req.has_param("cursor")) {
+                  filter.after = DecodeCursor(req.get_param_value("cursor"));
+                  if (!filter.after) throw ApiError(ErrorCode::kInvalidField, "the cursor is not valid", "cursor");
+                }
+                const ListPage page = deps_.store.List(filter);
+                const LocalDate today = deps_.store.Today(deps_.now());
+                json items = json::array();
+                for (const auto& r : page.items) {
+                  items.push_back(RenderRequest(r, today, deps_.store.at_risk_days(), false, false));
+                }
+                SendJson(res, 200, {{"items", items}, {"next_cursor", page.next ? json(EncodeCursor(*page.next)) : json()}});
+              }));
+
+  server_.Get(R"(/v1/requests/([^/]+))",
+              guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res, const Principal& who) {
+                check_params(req, {});
+                const bool values = Allows(who.role, Permission::kReadIdentityValues);
+                auto record = deps_.store.Get(req.matches[1].str(), values);
+                if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+                SendJson(res, 200,
+                         RenderRequest(*record, deps_.store.Today(deps_.now()), deps_.store.at_risk_days(), true,
+                                       values));
+              }));
+
+  server_.Post(R"(/v1/requests/([^/]+)/(acknowledge|verify|extend|deny|cancel))",
+               guarded(Permission::kActOnRequest, [this, require_json_body, check_params](
+                                                      const Req& req, Res& res, const Principal& who) {
+                 check_params(req, {});
+                 require_json_body(req);
+                 const std::string id = req.matches[1].str();
+                 const std::string verb = req.matches[2].str();
+                 ActionInput action;
+                 action.event = RequestEvent::kAcknowledge;
+                 if (verb == "acknowledge") {
+                   ParseEmptyObject(req.body);
+                 } else if (verb == "verify") {
+                   action.event = RequestEvent::kVerify;
+                   action.verify = ParseVerify(req.body);
+                   action.detail = {{"method", action.verify->method}, {"level", action.verify->level}};
+                 } else if (verb == "extend") {
+                   action.event = RequestEvent::kExtend;
+                   action.extend = ParseExtend(req.body);
+                   action.detail = {{"reason", action.extend->reason}};
+                 } else if (verb == "deny") {
+                   action.deny = ParseDeny(req.body);
+                   action.event = action.deny->reason == DenialReason::kUnverifiable ? RequestEvent::kDenyUnverifiable
+                                                                                     : RequestEvent::kDeny;
+                   action.detail = {{"reason", ToString(action.deny->reason)}, {"detail", action.deny->detail}};
+                 } else {
+                   action.event = RequestEvent::kCancel;
+                   const CancelInput cancel = ParseCancel(req.body);
+                   action.detail = {{"reason", cancel.reason}};
+                 }
+                 const Timestamp now = deps_.now();
+                 deps_.store.Apply(id, action, who, now);
+                 const bool values = Allows(who.role, Permission::kReadIdentityValues);
+                 auto record = deps_.store.Get(id, values);
+                 if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+                 SendJson(res, 200,
+                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
+               }));
+
+  server_.Get("/v1/sla/summary", guarded(Permission::kReadRequests,
+                                         [this, check_params](const Req& req, Res& res, const Principal&) {
+                                           check_params(req, {});
+                                           SendJson(res, 200, SummaryJson());
+                                         }));
+
+  server_.Get("/v1/audit", guarded(Permission::kReadAudit, [this, check_params](const Req& req, Res& res,
+                                                                                  const Principal&) {
+                check_params(req, {"after", "limit", "request_id"});
+                long long after = 0;
+                int limit = 100;
+                std::optional<std::string> request_id;
+                if (req.has_param("after")) {
+                  const std::string text = req.get_param_value("after");
+                  const bool digits = !text.empty() && text.size() <= 18 &&
+                                      std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c); });
+                  if (!digits) throw ApiError(ErrorCode::kInvalidField, "after must be an event id", "after");
+                  after = std::stoll(text);
+                }
+                if (req.has_param("limit")) {
+                  const std::string text = req.get_param_value("limit");
+                  const bool digits = !text.empty() && text.size() <= 4 &&
+                                      std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c); });
+                  limit = digits ? std::stoi(text) : 0;
+                  if (limit < 1 || limit > 1000) throw ApiError(ErrorCode::kInvalidField, "limit must be 1 to 1000", "limit");
+                }
+                if (req.has_param("request_id")) {
+                  request_id = req.get_param_value("request_id");
+                  if (!IsUuid(*request_id)) {
+                    throw ApiError(ErrorCode::kInvalidField, "request_id must be a UUID", "request_id");
+                  }
+                }
+                const AuditPage page = deps_.store.ListAudit(after, limit, request_id);
+                json items = json::array();
+                for (std::size_t i = 0; i < page.items.size(); ++i) {
+                  const auto& e = page.items[i];
+                  items.push_back({{"id", e.id},
+                                   {"request_id", page.request_ids[i].empty() ? json() : json(page.request_ids[i])},
+                                   {"at", FormatRfc3339(e.at)},
+                                   {"actor", e.actor},
+                                   {"action", e.action},
+                                   {"detail", e.detail}});
+                }
+                SendJson(res, 200, {{"items", items}});
+              }));
+
+  // Everything that reaches no handler, and failures cpp-httplib detects itself (413, 400 on a broken request
+  // line), gets a problem body too.
+  server_.set_error_handler([](const Req& req, Res& res) {
+    if (!res.body.empty()) return;
+    ApiError error(ErrorCode::kNotFound, "no such resource");
+    if (res.status == 404) {
+      for (const auto& [pattern, allow] : KnownPaths()) {
+        if (std::regex_match(req.path, pattern)) {
+          res.set_header("Allow", allow);
+          error = ApiError(ErrorCode::kMethodNotAllowed, fmt::format("use {} on this resource", allow));
+          break;
+        }
+      }
+    } else if (res.status == 413) {
+      error = ApiError(ErrorCode::kPayloadTooLarge, "the body is larger than the configured limit");
+    } else if (res.status == 415) {
+      error = ApiError(ErrorCode::kUnsupportedMediaType, "unsupported content encoding or type");
+    } else if (res.status >= 400 && res.status < 500) {
+      error = ApiError(ErrorCode::kMalformedBody, "the HTTP request is malformed");
+    } else if (res.status >= 500) {
+      error = ApiError(ErrorCode::kInternal, "the server failed to handle this request");
+    }
+    const int status = res.status;
+    SendProblem(res, error, req.path);
+    if (status == 400 || status == 413 || status == 414 || status == 431) res.status = status;
+  });
+  server_.set_exception_handler([](const Req& req, Res& res, std::exception_ptr) {
+    LogError("http {} {}: unhandled exception", req.method, req.path);
+    SendProblem(res, ApiError(ErrorCode::kInternal, "the server failed to handle this request"), req.path);
+  });
+}
+
+}  // namespace rightsd

@@ -1,0 +1,92 @@
+#include "sweeper.h"
+
+#include "audit.h"
+#include "log.h"
+
+namespace rightsd {
+
+void Sweeper::Start() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Sweeper::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (lock_conn_) {
+    lock_conn_.reset();  // closing the session releases the advisory lock
+    holds_lock_ = false;
+    LogInfo("sweeper: lock released");
+  }
+}
+
+bool Sweeper::EnsureLock() {
+  try {
+    if (lock_conn_) {
+      // The lock lives as long as this session: check that the session is still there.
+      pqxx::nontransaction ping(*lock_conn_);
+      ping.exec("SELECT 1");
+      return true;
+    }
+    auto conn = pool_.Connect();
+    pqxx::nontransaction txn(*conn);
+    const bool got = txn.exec_params1("SELECT pg_try_advisory_lock($1)", kSweeperLockKey)[0].as<bool>();
+    if (!got) return false;
+    lock_conn_ = std::move(conn);
+    holds_lock_ = true;
+    LogInfo("sweeper: lock acquired; this process seals the audit trail and sweeps SLA states");
+    return true;
+  } catch (const std::exception& e) {
+    if (lock_conn_) LogWarning("sweeper: lock session lost: {}", e.what());
+    lock_conn_.reset();
+    holds_lock_ = false;
+    return false;
+  }
+}
+
+void Sweeper::RunOnce(bool sweep_sla) {
+  for (;;) {
+    const int sealed = WithTransaction(pool_, [](pqxx::work& txn) { return SealAuditBatch(txn, 1000); });
+    if (sealed < 1000) break;
+  }
+  if (sweep_sla) {
+    const int changed = store_.SweepSla(now_());
+    if (changed > 0) LogInfo("sweeper: {} requests changed sla state", changed);
+  }
+}
+
+void Sweeper::Loop() {
+  const auto seal_every = std::chrono::milliseconds(config_.audit_seal_interval_ms);
+  const auto sweep_every = std::chrono::milliseconds(config_.interval_ms);
+  auto next_sweep = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (stopping_) return;
+    }
+    if (EnsureLock()) {
+      const auto now = std::chrono::steady_clock::now();
+      const bool sweep = now >= next_sweep;
+      try {
+        RunOnce(sweep);
+        if (sweep) next_sweep = now + sweep_every;
+      } catch (const std::exception& e) {
+        LogWarning("sweeper: round failed: {}", e.what());
+      }
+    }
+    std::unique_lock lock(mu_);
+    // Without the lock, try again less often: the holder may be alive for a long time.
+    cv_.wait_for(lock, HoldsLock() ? seal_every : std::max(seal_every, std::chrono::milliseconds(1000)),
+                 [this] { return stopping_; });
+    if (stopping_) return;
+  }
+}
+
+}  // namespace rightsd
