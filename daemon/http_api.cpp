@@ -281,8 +281,9 @@ void HttpApi::Routes() {
   server_.Post("/v1/requests",
                guarded(Permission::kCreateRequest, [this, require_json_body, check_params](
                                                        const Req& req, Res& res, const Principal& who) {
-                 check_params(req, {});
+                 // Content type first: cpp-httplib parses a form body into query parameters.
                  require_json_body(req);
+                 check_params(req, {});
                  std::optional<std::string> key;
                  if (req.has_header("Idempotency-Key")) {
                    key = req.get_header_value("Idempotency-Key");
@@ -369,8 +370,9 @@ void HttpApi::Routes() {
   server_.Post(R"(/v1/requests/([^/]+)/(acknowledge|verify|extend|deny|cancel))",
                guarded(Permission::kActOnRequest, [this, require_json_body, check_params](
                                                       const Req& req, Res& res, const Principal& who) {
-                 check_params(req, {});
+                 // Content type first: cpp-httplib parses a form body into query parameters.
                  require_json_body(req);
+                 check_params(req, {});
                  const std::string id = req.matches[1].str();
                  const std::string verb = req.matches[2].str();
                  ActionInput action;

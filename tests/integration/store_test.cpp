@@ -1,0 +1,128 @@
+// The store against a real PostgreSQL, driven directly with an injected clock: intake is all-or-nothing, and the
+// sweeper moves SLA states as days pass.
+#include <catch2/catch.hpp>
+
+#include "audit.h"
+#include "harness.h"
+#include "store.h"
+
+using namespace rightsd;
+using namespace rightsd::test;
+
+namespace {
+
+struct Fixture {
+  TestDatabase db;
+  BusinessCalendar calendar{date::locate_zone("America/Los_Angeles"), ParseHolidays("2026-11-26\n2026-12-25\n"),
+                            ParseBusinessDays({"mon", "tue", "wed", "thu", "fri"})};
+  PiiCipher cipher = PiiCipher::FromHexKey(std::string(64, 'a'));
+  std::unique_ptr<DbPool> pool;
+  std::unique_ptr<Store> store;
+  Principal who{Role::kSubmitter, "tester"};
+
+  Fixture() {
+    db.Migrate();
+    pool = std::make_unique<DbPool>(DbPool::Options{db.url(), 2, std::chrono::milliseconds(2000), 5000, "test"},
+                                    nullptr);
+    store = std::make_unique<Store>(*pool, calendar, cipher, 10);
+  }
+};
+
+Timestamp At(const std::string& rfc3339) { return *ParseRfc3339(rfc3339); }
+
+NewRequest Delete(const std::string& email, const std::string& received_at) {
+  NewRequest r;
+  r.type = RequestType::kDelete;
+  r.identities = {{"email", email}};
+  r.received_at = At(received_at);
+  r.canonical = email + received_at;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("api: intake is all or nothing: a failing identity row leaves no request and no audit event",
+          "[api][integration]") {
+  Fixture f;
+  NewRequest bad = Delete("a@example.com", "2026-11-02T17:00:00Z");
+  // Bypasses the parser on purpose: the database's CHECK refuses this kind after the request row was inserted.
+  bad.identities.push_back({"Not A Kind", "x"});
+  CHECK_THROWS(f.store->Create(bad, f.who, std::string("key-1"), At("2026-11-03T17:00:00Z")));
+  CHECK(f.db.Scalar("SELECT count(*) FROM requests") == "0");
+  CHECK(f.db.Scalar("SELECT count(*) FROM request_identities") == "0");
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_events") == "0");
+  CHECK(f.db.Scalar("SELECT count(*) FROM idempotency_keys") == "0");
+  // The same key works afterwards: nothing of the failed attempt remains.
+  const auto ok = f.store->Create(Delete("a@example.com", "2026-11-02T17:00:00Z"), f.who, std::string("key-1"),
+                                  At("2026-11-03T17:00:00Z"));
+  CHECK_FALSE(ok.replayed);
+  CHECK(f.db.Scalar("SELECT count(*) FROM requests") == "1");
+}
+
+TEST_CASE("sla: the sweeper moves an open request from on_track to at_risk to breached on the right days",
+          "[sla][integration]") {
+  Fixture f;
+  // Received Mon 2026-11-02 09:00 local: respond_by = Dec 17; acknowledge_by = 10th business day = Nov 16.
+  const auto id = f.store->Create(Delete("b@example.com", "2026-11-02T17:00:00Z"), f.who, std::nullopt,
+                                  At("2026-11-02T17:00:00Z"))
+                      .id;
+  auto state = [&] { return f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'"); };
+  CHECK(state() == "on_track");
+  CHECK(f.db.Scalar("SELECT sla_next_change FROM requests WHERE id = '" + id + "'") == "2026-11-17");
+
+  ActionInput ack;
+  ack.event = RequestEvent::kAcknowledge;
+  f.store->Apply(id, ack, f.who, At("2026-11-16T20:00:00Z"));  // Nov 16 local: on time
+  CHECK(f.db.Scalar("SELECT sla_next_change FROM requests WHERE id = '" + id + "'") == "2026-12-07");  // Dec 17 - 10
+
+  CHECK(f.store->SweepSla(At("2026-12-07T07:59:00Z")) == 0);  // still Dec 6 in Los Angeles
+  CHECK(state() == "on_track");
+  CHECK(f.store->SweepSla(At("2026-12-07T08:00:00Z")) == 1);  // midnight Dec 7 local: 10 days left
+  CHECK(state() == "at_risk");
+  CHECK(f.store->SweepSla(At("2026-12-17T23:00:00Z")) == 0);  // Dec 17 local is the last day
+  CHECK(state() == "at_risk");
+  CHECK(f.store->SweepSla(At("2026-12-18T08:00:00Z")) == 1);
+  CHECK(state() == "breached");
+  CHECK(f.db.Scalar("SELECT sla_next_change IS NULL FROM requests WHERE id = '" + id + "'") == "t");
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_events WHERE action = 'sla_changed'") == "2");
+
+  // Closing a breached request records the miss.
+  ActionInput cancel;
+  cancel.event = RequestEvent::kCancel;
+  f.store->Apply(id, cancel, f.who, At("2026-12-19T18:00:00Z"));
+  CHECK(state() == "missed");
+}
+
+TEST_CASE("sla: a missed acknowledgement deadline breaches the request the next day", "[sla][integration]") {
+  Fixture f;
+  const auto id = f.store->Create(Delete("c@example.com", "2026-11-02T17:00:00Z"), f.who, std::nullopt,
+                                  At("2026-11-02T17:00:00Z"))
+                      .id;
+  CHECK(f.store->SweepSla(At("2026-11-16T23:00:00Z")) == 0);  // acknowledge_by Nov 16: not yet late
+  CHECK(f.store->SweepSla(At("2026-11-17T08:30:00Z")) == 1);
+  CHECK(f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'") == "breached");
+}
+
+TEST_CASE("audit: sealing chains events in order and verifies", "[audit][integration]") {
+  Fixture f;
+  for (int i = 0; i < 5; ++i) {
+    f.store->Create(Delete(fmt::format("s{}@example.com", i), "2026-11-02T17:00:00Z"), f.who, std::nullopt,
+                    At("2026-11-02T17:00:00Z"));
+  }
+  auto conn = f.db.Connect();
+  {
+    pqxx::work txn(*conn);
+    CHECK(SealAuditBatch(txn, 3) == 3);
+    txn.commit();
+  }
+  {
+    pqxx::work txn(*conn);
+    CHECK(SealAuditBatch(txn, 100) == 2);
+    CHECK(SealAuditBatch(txn, 100) == 0);
+    txn.commit();
+  }
+  const auto result = VerifyAuditChain(*conn);
+  CHECK(result.ok);
+  CHECK(result.sealed == 5);
+  CHECK(result.unsealed == 0);
+}
