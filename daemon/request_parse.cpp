@@ -48,11 +48,27 @@ const json& RequireObject(const json& doc, const std::string& pointer) {
   return doc;
 }
 
+// RFC 6901: '~' and '/' inside a member name are written ~0 and ~1.
+std::string PointerToken(std::string_view key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void RejectUnknown(const json& object, const std::string& pointer, std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, value] : object.items()) {
     (void)value;
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      Invalid(pointer + "/" + key, fmt::format("unknown field '{}'", key));
+      const std::string shown = key.size() > 64 ? key.substr(0, 64) + "..." : key;
+      Invalid(pointer + "/" + PointerToken(key), fmt::format("unknown field '{}'", shown));
     }
   }
 }
@@ -106,7 +122,9 @@ json ParseJsonStrict(std::string_view body) {
   std::vector<std::set<std::string>> open_objects;
   std::string problem;
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
-    if (depth > kMaxDepth) {
+    // nlohmann reports a container's start at the depth of its parent: count the container itself.
+    const bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (depth + (opens ? 1 : 0) > kMaxDepth) {
       problem = fmt::format("nesting deeper than {} levels", kMaxDepth);
       throw std::invalid_argument(problem);
     }
@@ -159,7 +177,8 @@ std::string NormalizeIdentity(std::string_view kind, std::string_view value) {
 NewRequest ParseNewRequest(std::string_view body, Timestamp now) {
   const json doc = ParseJsonStrict(body);
   RequireObject(doc, "");
-  RejectUnknown(doc, "", {"type", "subject", "received_at", "channel", "authorized_agent", "corrections"});
+  RejectUnknown(doc, "",
+                {"type", "subject", "received_at", "channel", "authorized_agent", "corrections", "callback_url"});
 
   NewRequest req;
   const std::string type_text = RequireString(doc, "", "type", 32);
@@ -263,6 +282,16 @@ NewRequest ParseNewRequest(std::string_view body, Timestamp now) {
     Invalid("/corrections", "'corrections' is required for a correct request");
   }
 
+  if (doc.contains("callback_url")) {
+    const std::string url = RequireString(doc, "", "callback_url", 2048);
+    const bool scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    const auto host_start = url.find("://") + 3;
+    if (!scheme_ok || host_start >= url.size() || url.find(' ') != std::string::npos || url[host_start] == '/') {
+      Invalid("/callback_url", "'callback_url' must be an absolute http or https URL");
+    }
+    req.callback_url = url;
+  }
+
   req.canonical = doc.dump();  // nlohmann objects are ordered maps: the dump is canonical
   return req;
 }
@@ -317,6 +346,23 @@ void ParseEmptyObject(std::string_view body) {
   const json doc = ParseJsonStrict(body);
   RequireObject(doc, "");
   RejectUnknown(doc, "", {});
+}
+
+TaskCompletionInput ParseTaskCompletion(std::string_view body) {
+  if (Trim(body).empty()) Invalid("/outcome", "'outcome' is required");
+  const json doc = ParseJsonStrict(body);
+  RequireObject(doc, "");
+  RejectUnknown(doc, "", {"outcome", "note"});
+  TaskCompletionInput t;
+  t.outcome = RequireString(doc, "", "outcome", 32);
+  if (t.outcome != "done" && t.outcome != "not_found" && t.outcome != "retained_exempt" && t.outcome != "failed") {
+    Invalid("/outcome", "'outcome' must be done, not_found, retained_exempt or failed");
+  }
+  t.note = RequireString(doc, "", "note", kMaxTextLength, false);
+  if (t.outcome == "retained_exempt" && t.note.empty()) {
+    Invalid("/note", "'note' must give the legal basis when the outcome is retained_exempt");
+  }
+  return t;
 }
 
 std::optional<Timestamp> ParseRfc3339(std::string_view s) {

@@ -34,6 +34,7 @@ struct NewRequest {
   std::string channel = "api";
   std::optional<nlohmann::json> authorized_agent;
   std::vector<CorrectionInput> corrections;
+  std::optional<std::string> callback_url;  // http(s) URL that receives signed status callbacks
   // The body in canonical form (sorted keys): what an Idempotency-Key is compared against.
   std::string canonical;
 };
@@ -53,6 +54,11 @@ struct CancelInput {
   std::string reason;
 };
 
+struct TaskCompletionInput {
+  std::string outcome;  // done | not_found | retained_exempt | failed
+  std::string note;
+};
+
 // Parses JSON with the hostile-input rules above; throws ApiError(kMalformedBody).
 nlohmann::json ParseJsonStrict(std::string_view body);
 
@@ -62,6 +68,7 @@ ExtendInput ParseExtend(std::string_view body);
 DenyInput ParseDeny(std::string_view body);
 CancelInput ParseCancel(std::string_view body);  // empty body allowed
 void ParseEmptyObject(std::string_view body);     // acknowledge: empty body or {}
+TaskCompletionInput ParseTaskCompletion(std::string_view body);
 
 // Known identity kinds; value rules differ per kind.
 bool IsKnownIdentityKind(std::string_view kind);
