@@ -297,6 +297,7 @@ NewRequest ParseNewRequest(std::string_view body, Timestamp now) {
 }
 
 VerifyInput ParseVerify(std::string_view body) {
+  if (Trim(body).empty()) Invalid("/method", "'method' and 'level' are required");
   const json doc = ParseJsonStrict(body);
   RequireObject(doc, "");
   RejectUnknown(doc, "", {"method", "level"});

@@ -1,5 +1,5 @@
 // The legal clock: deadlines of a request (11 CCR §7021, §7026, §7027), its SLA state on a given day, and the
-// legal guards on actions (one extension, before respond_by, never for opt-out/limit). Pure: no I/O, and "today"
+// legal guards on actions (one extension, given on or before respond_by, never for opt-out/limit). Pure: no I/O, and "today"
 // is always passed in, never read from the wall clock. Thread-safe.
 #pragma once
 #include <optional>

@@ -22,29 +22,29 @@ void Sweeper::Stop() {
   if (thread_.joinable()) thread_.join();
   if (lock_conn_) {
     lock_conn_.reset();  // closing the session releases the advisory lock
+    if (holds_lock_) LogInfo("sweeper: lock released");
     holds_lock_ = false;
-    LogInfo("sweeper: lock released");
   }
 }
 
 bool Sweeper::EnsureLock() {
   try {
-    if (lock_conn_) {
+    if (lock_conn_ && holds_lock_) {
       // The lock lives as long as this session: check that the session is still there.
       pqxx::nontransaction ping(*lock_conn_);
       ping.exec("SELECT 1");
       return true;
     }
-    auto conn = pool_.Connect();
-    pqxx::nontransaction txn(*conn);
+    // One session kept open while waiting, rather than a new connection for every try.
+    if (!lock_conn_) lock_conn_ = pool_.Connect();
+    pqxx::nontransaction txn(*lock_conn_);
     const bool got = txn.exec_params1("SELECT pg_try_advisory_lock($1)", kSweeperLockKey)[0].as<bool>();
     if (!got) return false;
-    lock_conn_ = std::move(conn);
     holds_lock_ = true;
     LogInfo("sweeper: lock acquired; this process seals the audit trail and sweeps SLA states");
     return true;
   } catch (const std::exception& e) {
-    if (lock_conn_) LogWarning("sweeper: lock session lost: {}", e.what());
+    if (holds_lock_) LogWarning("sweeper: lock session lost: {}", e.what());
     lock_conn_.reset();
     holds_lock_ = false;
     return false;
