@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "db_pool.h"
+#include "dispatcher.h"
 #include "http_api.h"
 #include "log.h"
 #include "migrate.h"
@@ -46,9 +47,14 @@ Runtime LoadRuntime(const Config& config) {
     throw ConfigError(fmt::format("{}: calendar.timezone: unknown time zone '{}'", config.file.string(),
                                   config.calendar.timezone));
   }
+  BusinessWeek week;
+  try {
+    week = ParseBusinessDays(config.calendar.business_days);
+  } catch (const CalendarError& e) {
+    throw ConfigError(fmt::format("{}: calendar.business_days: {}", config.file.string(), e.what()));
+  }
   try {
     auto holidays = ParseHolidays(ReadFile(config.calendar.holidays_file, "holidays file"));
-    auto week = ParseBusinessDays(config.calendar.business_days);
     rt.calendar = std::make_unique<BusinessCalendar>(zone, std::move(holidays), week);
   } catch (const CalendarError& e) {
     throw ConfigError(fmt::format("{}: {}", config.calendar.holidays_file.string(), e.what()));
@@ -67,6 +73,18 @@ Runtime LoadRuntime(const Config& config) {
   } catch (const CryptoError& e) {
     throw ConfigError(fmt::format("{}: {}", config.crypto.key_file.string(), e.what()));
   }
+  if (!config.callbacks.secret_file.empty()) {
+    rt.callback_secret = ReadFile(config.callbacks.secret_file, "callbacks secret file");
+    while (!rt.callback_secret.empty() && (rt.callback_secret.back() == '\n' || rt.callback_secret.back() == '\r')) {
+      rt.callback_secret.pop_back();
+    }
+    if (rt.callback_secret.size() < 32) {
+      throw ConfigError(fmt::format("{}: the callbacks secret must be at least 32 characters",
+                                    config.callbacks.secret_file.string()));
+    }
+  }
+  rt.http = connectors::MakeCpprestHttpClient();
+  rt.data_map = DataMap::Build(config, rt.http.get());
   return rt;
 }
 
@@ -103,9 +121,13 @@ int Serve(const Config& config) {
     return 1;
   }
 
-  Store store(pool, *rt.calendar, *rt.cipher, config.calendar.at_risk_days);
+  Store store(pool, *rt.calendar, *rt.cipher, config.calendar.at_risk_days, &rt.data_map,
+              !rt.callback_secret.empty());
   Sweeper sweeper(pool, store, config.sweeper, WallClock);
-  HttpApi api({store, rt.tokens, config.http, WallClock, [&sweeper] { return sweeper.HoldsLock(); }});
+  Dispatcher dispatcher(pool, store, rt.data_map, rt.http.get(),
+                        {config.engine, config.callbacks, rt.callback_secret}, WallClock);
+  HttpApi api({store, rt.tokens, config.http, WallClock, [&sweeper] { return sweeper.HoldsLock(); },
+               &rt.data_map});
   int port = 0;
   try {
     port = api.Bind();
@@ -114,6 +136,7 @@ int Serve(const Config& config) {
     return 1;
   }
   sweeper.Start();
+  if (config.engine.enabled) dispatcher.Start();
   std::thread http_thread([&api] {
     if (!api.Run()) {
       LogError("http: the listener stopped unexpectedly");
@@ -136,6 +159,7 @@ int Serve(const Config& config) {
   sd_notify(0, "STOPPING=1");
   api.Stop();
   http_thread.join();
+  dispatcher.Stop();
   sweeper.Stop();
   LogInfo("stopped");
   return 0;

@@ -7,7 +7,9 @@
 #include "auth.h"
 #include "calendar.h"
 #include "config.h"
+#include "connectors/http_client.h"
 #include "crypto.h"
+#include "data_map.h"
 
 namespace rightsd {
 
@@ -16,6 +18,9 @@ struct Runtime {
   std::unique_ptr<BusinessCalendar> calendar;
   TokenStore tokens;
   std::unique_ptr<PiiCipher> cipher;
+  std::unique_ptr<connectors::HttpClient> http;  // before data_map: connectors hold a pointer to it
+  DataMap data_map;
+  std::string callback_secret;  // empty when [callbacks] secret_file is not set
 };
 
 // Throws ConfigError naming the file and the problem.

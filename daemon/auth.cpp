@@ -31,7 +31,8 @@ bool Allows(Role role, Permission p) {
     case Role::kAdmin:
       return true;
     case Role::kSubmitter:
-      return p == Permission::kCreateRequest || p == Permission::kActOnRequest || p == Permission::kReadRequests;
+      return p == Permission::kCreateRequest || p == Permission::kActOnRequest || p == Permission::kReadRequests ||
+             p == Permission::kReadPackage;
     case Role::kViewer:
       return p == Permission::kReadRequests;
     case Role::kAuditor:

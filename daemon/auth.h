@@ -17,6 +17,8 @@ enum class Permission {
   kReadRequests,          // requests, lists, SLA summary
   kReadIdentityValues,    // identity values in clear in request answers
   kReadAudit,             // the audit trail
+  kReadPackage,           // access packages (personal data): admin and submitter
+  kOperateEngine,         // retry dead-lettered tasks, close a request with failed tasks: admin only
 };
 
 std::string_view ToString(Role role);

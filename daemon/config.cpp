@@ -22,6 +22,9 @@ const std::map<std::string, std::set<std::string>>& KnownKeys() {
       {"auth", {"tokens_file"}},
       {"crypto", {"key_file"}},
       {"sweeper", {"interval_ms", "audit_seal_interval_ms"}},
+      {"engine", {"enabled", "lease_ms", "claim_batch", "max_in_flight", "backoff_base_ms", "backoff_max_ms",
+                  "drain_timeout_ms"}},
+      {"callbacks", {"secret_file", "max_attempts", "timeout_ms"}},
   };
   return keys;
 }
@@ -37,6 +40,7 @@ class Reader {
   void CheckKnown() const {
     for (const auto& [table_name, node] : root_) {
       const std::string name(table_name.str());
+      if (name == "systems") continue;  // an array of tables, checked by ParseSystems
       auto known = KnownKeys().find(name);
       if (known == KnownKeys().end()) Fail(name, "unknown table");
       const auto* table = node.as_table();
@@ -74,6 +78,13 @@ class Reader {
     const long v = static_cast<long>(node->as_integer()->get());
     if (v < min || v > max) Fail(name, fmt::format("must be between {} and {}", min, max));
     return v;
+  }
+
+  bool Bool(std::string_view table, std::string_view key, bool fallback) const {
+    const auto* node = Find(table, key);
+    if (!node) return fallback;
+    if (!node->is_boolean()) Fail(fmt::format("{}.{}", table, key), "must be true or false");
+    return node->as_boolean()->get();
   }
 
   std::filesystem::path Path(std::string_view table, std::string_view key) const {
@@ -122,6 +133,84 @@ void ParseListen(const Reader& r, const std::string& listen, Config::Http& http)
   http.port = port;
 }
 
+// [[systems]]: the connector's own settings are checked later against its schema (data_map.cpp); the keys the
+// engine reads are checked here.
+std::vector<Config::System> ParseSystems(const toml::table& root, const Reader& r) {
+  std::vector<Config::System> out;
+  const auto* node = root.get("systems");
+  if (!node) return out;
+  const auto* arr = node->as_array();
+  if (!arr || !arr->is_array_of_tables()) r.Fail("systems", "must be an array of tables ([[systems]])");
+  static const std::set<std::string> known = {"name", "connector", "categories", "on_delete", "retain_basis",
+                                              "request_types", "max_concurrency", "rate_per_second", "burst",
+                                              "max_attempts", "settings"};
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const auto& t = *arr->get(i)->as_table();
+    const std::string where = fmt::format("systems[{}]", i);
+    for (const auto& [key, value] : t) {
+      (void)value;
+      if (!known.count(std::string(key.str()))) r.Fail(where + "." + std::string(key.str()), "unknown key");
+    }
+    Config::System sys;
+    auto str = [&](const char* key, bool required) -> std::string {
+      const auto* v = t.get(key);
+      if (!v) {
+        if (required) r.Fail(where + "." + key, "is required");
+        return {};
+      }
+      if (!v->is_string() || v->as_string()->get().empty()) r.Fail(where + "." + key, "must be a non-empty string");
+      return v->as_string()->get();
+    };
+    auto strings = [&](const char* key, std::vector<std::string> fallback) {
+      const auto* v = t.get(key);
+      if (!v) return fallback;
+      const auto* a = v->as_array();
+      if (!a) r.Fail(where + "." + key, "must be an array of strings");
+      std::vector<std::string> list;
+      for (const auto& item : *a) {
+        if (!item.is_string()) r.Fail(where + "." + key, "must be an array of strings");
+        list.push_back(item.as_string()->get());
+      }
+      return list;
+    };
+    auto integer = [&](const char* key, long fallback, long min, long max) {
+      const auto* v = t.get(key);
+      if (!v) return fallback;
+      if (!v->is_integer()) r.Fail(where + "." + key, "must be an integer");
+      const long n = static_cast<long>(v->as_integer()->get());
+      if (n < min || n > max) r.Fail(where + "." + key, fmt::format("must be between {} and {}", min, max));
+      return n;
+    };
+    sys.name = str("name", true);
+    sys.connector = str("connector", true);
+    sys.categories = strings("categories", {});
+    if (t.get("on_delete")) sys.on_delete = str("on_delete", true);
+    if (sys.on_delete != "delete" && sys.on_delete != "retain" && sys.on_delete != "deidentify") {
+      r.Fail(where + ".on_delete", "must be delete, retain or deidentify");
+    }
+    sys.retain_basis = str("retain_basis", sys.on_delete == "retain");
+    sys.request_types = strings("request_types", sys.request_types);
+    sys.max_concurrency = static_cast<int>(integer("max_concurrency", sys.max_concurrency, 1, 1000));
+    if (const auto* v = t.get("rate_per_second")) {
+      if (!v->is_number()) r.Fail(where + ".rate_per_second", "must be a number");
+      sys.rate_per_second = v->is_integer() ? static_cast<double>(v->as_integer()->get()) : v->as_floating_point()->get();
+      if (sys.rate_per_second <= 0 || sys.rate_per_second > 100000) {
+        r.Fail(where + ".rate_per_second", "must be above 0 and at most 100000");
+      }
+    }
+    sys.burst = static_cast<int>(integer("burst", sys.burst, 1, 100000));
+    sys.max_attempts = static_cast<int>(integer("max_attempts", sys.max_attempts, 1, 100));
+    if (const auto* v = t.get("settings")) {
+      if (!v->is_table()) r.Fail(where + ".settings", "must be a table");
+      std::ostringstream json;
+      json << toml::json_formatter{*v->as_table()};
+      sys.settings = nlohmann::json::parse(json.str());
+    }
+    out.push_back(std::move(sys));
+  }
+  return out;
+}
+
 }  // namespace
 
 Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
@@ -163,6 +252,18 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
   c.sweeper.interval_ms = static_cast<int>(r.Int("sweeper", "interval_ms", c.sweeper.interval_ms, 100, 3600000));
   c.sweeper.audit_seal_interval_ms =
       static_cast<int>(r.Int("sweeper", "audit_seal_interval_ms", c.sweeper.audit_seal_interval_ms, 10, 60000));
+  c.engine.enabled = r.Bool("engine", "enabled", c.engine.enabled);
+  c.engine.lease_ms = static_cast<int>(r.Int("engine", "lease_ms", c.engine.lease_ms, 1000, 3600000));
+  c.engine.claim_batch = static_cast<int>(r.Int("engine", "claim_batch", c.engine.claim_batch, 1, 1000));
+  c.engine.max_in_flight = static_cast<int>(r.Int("engine", "max_in_flight", c.engine.max_in_flight, 1, 100000));
+  c.engine.backoff_base_ms = static_cast<int>(r.Int("engine", "backoff_base_ms", c.engine.backoff_base_ms, 10, 3600000));
+  c.engine.backoff_max_ms = static_cast<int>(r.Int("engine", "backoff_max_ms", c.engine.backoff_max_ms, 10, 86400000));
+  c.engine.drain_timeout_ms =
+      static_cast<int>(r.Int("engine", "drain_timeout_ms", c.engine.drain_timeout_ms, 0, 600000));
+  if (r.Find("callbacks", "secret_file")) c.callbacks.secret_file = r.Path("callbacks", "secret_file");
+  c.callbacks.max_attempts = static_cast<int>(r.Int("callbacks", "max_attempts", c.callbacks.max_attempts, 1, 100));
+  c.callbacks.timeout_ms = static_cast<int>(r.Int("callbacks", "timeout_ms", c.callbacks.timeout_ms, 100, 600000));
+  c.systems = ParseSystems(root, r);
   return c;
 }
 

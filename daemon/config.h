@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace rightsd {
 
 struct ConfigError : std::runtime_error {
@@ -53,6 +55,38 @@ struct Config {
     int interval_ms = 30000;
     int audit_seal_interval_ms = 250;
   } sweeper;
+
+  struct Engine {
+    bool enabled = true;          // false: this process serves the API only; other processes run the tasks
+    int lease_ms = 60000;         // a claimed task is another process's to take once its lease expires
+    int claim_batch = 32;
+    int max_in_flight = 256;      // tasks running at once in this process, over all systems
+    int backoff_base_ms = 1000;
+    int backoff_max_ms = 900000;
+    int drain_timeout_ms = 10000; // on SIGTERM: how long in-flight tasks may finish before their leases are let go
+  } engine;
+
+  struct Callbacks {
+    std::filesystem::path secret_file;  // HMAC-SHA256 key for status callbacks; empty: callbacks refused at intake
+    int max_attempts = 10;
+    int timeout_ms = 10000;
+  } callbacks;
+
+  // The data map: one entry per system that holds personal data.
+  struct System {
+    std::string name;
+    std::string connector;
+    std::vector<std::string> categories;
+    std::string on_delete = "delete";  // delete | retain | deidentify
+    std::string retain_basis;
+    std::vector<std::string> request_types = {"access", "delete", "correct", "opt_out", "limit"};
+    int max_concurrency = 4;
+    double rate_per_second = 10;
+    int burst = 10;
+    int max_attempts = 8;
+    nlohmann::json settings = nlohmann::json::object();
+  };
+  std::vector<System> systems;
 };
 
 // Throws ConfigError("<file>: <key>: <problem>") or ConfigError("<file>:<line>:<col>: <toml parse error>").

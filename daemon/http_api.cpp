@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "connectors/webhook/webhook.h"
 #include "crypto.h"
 #include "log.h"
 
@@ -81,6 +82,20 @@ json RenderRequest(const RequestRecord& r, LocalDate today, int at_risk_days, bo
     history.push_back({{"at", FormatRfc3339(h.at)}, {"actor", h.actor}, {"action", h.action}, {"detail", h.detail}});
   }
   out["history"] = history;
+  json tasks = json::array();
+  for (const auto& t : r.tasks) {
+    tasks.push_back({{"id", t.id},
+                     {"system", t.system},
+                     {"action", t.action},
+                     {"state", t.state},
+                     {"attempts", t.attempts},
+                     {"next_attempt_at", TimeOrNull(t.next_attempt_at)},
+                     {"last_error", t.last_error ? json(*t.last_error) : json()},
+                     {"outcome", t.receipt},
+                     {"finished_at", TimeOrNull(t.finished_at)}});
+  }
+  out["tasks"] = tasks;
+  out["callback_url"] = r.callback_url ? json(*r.callback_url) : json();
   return out;
 }
 
@@ -123,7 +138,10 @@ const std::vector<std::pair<std::regex, std::string>>& KnownPaths() {
       {std::regex(R"(/healthz)"), "GET"},
       {std::regex(R"(/v1/requests)"), "GET, POST"},
       {std::regex(R"(/v1/requests/[^/]+)"), "GET"},
-      {std::regex(R"(/v1/requests/[^/]+/(acknowledge|verify|extend|deny|cancel))"), "POST"},
+      {std::regex(R"(/v1/requests/[^/]+/(acknowledge|verify|extend|deny|cancel|complete))"), "POST"},
+      {std::regex(R"(/v1/requests/[^/]+/tasks/[^/]+/(retry|complete))"), "POST"},
+      {std::regex(R"(/v1/requests/[^/]+/package)"), "GET"},
+      {std::regex(R"(/v1/callbacks/opendsr)"), "POST"},
       {std::regex(R"(/v1/sla/summary)"), "GET"},
       {std::regex(R"(/v1/audit)"), "GET"},
   };
@@ -406,6 +424,82 @@ void HttpApi::Routes() {
                           RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
                }));
 
+  server_.Post(R"(/v1/requests/([^/]+)/complete)",
+               guarded(Permission::kOperateEngine, [this, require_json_body, check_params](
+                                                       const Req& req, Res& res, const Principal& who) {
+                 require_json_body(req);
+                 check_params(req, {});
+                 const CancelInput reason = ParseCancel(req.body);  // {"reason"} optional, same shape
+                 ActionInput action;
+                 action.event = RequestEvent::kCompletePartially;
+                 action.detail = {{"reason", reason.reason}};
+                 const std::string id = req.matches[1].str();
+                 const Timestamp now = deps_.now();
+                 deps_.store.Apply(id, action, who, now);
+                 auto record = deps_.store.Get(id, true);
+                 if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+                 SendJson(res, 200, RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, true));
+               }));
+
+  server_.Post(R"(/v1/requests/([^/]+)/tasks/([^/]+)/(retry|complete))",
+               guarded(Permission::kActOnRequest, [this, require_json_body, check_params](
+                                                      const Req& req, Res& res, const Principal& who) {
+                 require_json_body(req);
+                 check_params(req, {});
+                 const std::string id = req.matches[1].str();
+                 const std::string task = req.matches[2].str();
+                 const Timestamp now = deps_.now();
+                 if (req.matches[3].str() == "retry") {
+                   if (!Allows(who.role, Permission::kOperateEngine)) {
+                     throw ApiError(ErrorCode::kForbidden, "only an admin may retry a dead-lettered task");
+                   }
+                   ParseEmptyObject(req.body);
+                   deps_.store.RetryTask(id, task, who, now);
+                 } else {
+                   const TaskCompletionInput input = ParseTaskCompletion(req.body);
+                   deps_.store.CompleteTaskManually(id, task, input.outcome, input.note, who, now);
+                 }
+                 const bool values = Allows(who.role, Permission::kReadIdentityValues);
+                 auto record = deps_.store.Get(id, values);
+                 if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+                 SendJson(res, 200,
+                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
+               }));
+
+  server_.Get(R"(/v1/requests/([^/]+)/package)",
+              guarded(Permission::kReadPackage, [this, check_params](const Req& req, Res& res, const Principal& who) {
+                check_params(req, {});
+                const std::string id = req.matches[1].str();
+                auto package = deps_.store.GetPackage(id);
+                if (!package) {
+                  throw ApiError(ErrorCode::kNotFound,
+                                 "no access package: the request does not exist, is not an access request, or is "
+                                 "not completed yet");
+                }
+                LogInfo("request {}: access package read by {}", id, who.name);
+                res.set_header("Cache-Control", "no-store");
+                SendJson(res, 200, *package);
+              }));
+
+  // OpenDSR processors report status changes here. No bearer token: the body's signature, checked by the
+  // connector of the system that owns the task, is what authenticates it.
+  server_.Post("/v1/callbacks/opendsr", guarded(std::nullopt, [this](const Req& req, Res& res, const Principal&) {
+                 if (!deps_.data_map) throw ApiError(ErrorCode::kNotFound, "no such resource");
+                 const auto task_id = connectors::webhook::OpenDsrCallbackRequestId(req.body);
+                 if (!task_id) {
+                   throw ApiError(ErrorCode::kInvalidField, "the callback names no subject_request_id",
+                                  "/subject_request_id");
+                 }
+                 const auto system = deps_.store.TaskSystem(*task_id);
+                 const SystemPlan* plan = system ? deps_.data_map->Find(*system) : nullptr;
+                 auto header = [&req](std::string_view name) { return req.get_header_value(std::string(name).c_str()); };
+                 if (!plan || !plan->connector->VerifyCallback(req.body, header)) {
+                   throw ApiError(ErrorCode::kUnauthenticated, "the callback's signature does not verify");
+                 }
+                 deps_.store.WakeTask(*task_id);
+                 res.status = 204;
+               }));
+
   server_.Get("/v1/sla/summary", guarded(Permission::kReadRequests,
                                          [this, check_params](const Req& req, Res& res, const Principal&) {
                                            check_params(req, {});
@@ -476,7 +570,14 @@ void HttpApi::Routes() {
     }
     const int status = res.status;
     SendProblem(res, error, req.path);
-    if (status == 400 || status == 413 || status == 414 || status == 431) res.status = status;
+    if (status == 414 || status == 431) {
+      // cpp-httplib's own limits (URI, headers): keep its status and say so in the body.
+      nlohmann::json body = ProblemBody(error, req.path);
+      body["status"] = status;
+      body["detail"] = status == 414 ? "the request URI is too long" : "the request headers are too large";
+      res.status = status;
+      res.set_content(Dump(body), kProblemType);
+    }
   });
   server_.set_exception_handler([](const Req& req, Res& res, std::exception_ptr) {
     LogError("http {} {}: unhandled exception", req.method, req.path);

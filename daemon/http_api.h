@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "data_map.h"
 #include "store.h"
 
 namespace rightsd {
@@ -27,6 +28,7 @@ class HttpApi {
     Config::Http http;
     std::function<Timestamp()> now;
     std::function<bool()> holds_sweeper;
+    const DataMap* data_map = nullptr;  // for connector callbacks
   };
   explicit HttpApi(Deps deps);
   ~HttpApi();

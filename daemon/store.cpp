@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <sodium.h>
+
 #include "audit.h"
 #include "log.h"
+#include "package.h"
 
 namespace rightsd {
 
@@ -18,8 +21,8 @@ constexpr const char* kRequestColumns =
     "(extract(epoch from r.acknowledged_at) * 1000000)::bigint, (extract(epoch from r.verified_at) * 1000000)::bigint, "
     "r.verification::text, (extract(epoch from r.closed_at) * 1000000)::bigint, r.closed_on::text, r.denial_reason, "
     "r.denial_detail, r.sla_state, r.created_by, (extract(epoch from r.updated_at) * 1000000)::bigint, "
-    "encode(r.agent_sealed, 'hex'), encode(r.corrections_sealed, 'hex')";
-constexpr int kColumnCount = 23;
+    "encode(r.agent_sealed, 'hex'), encode(r.corrections_sealed, 'hex'), r.callback_url";
+constexpr int kColumnCount = 24;
 
 Timestamp FromMicros(long long us) { return Timestamp{std::chrono::microseconds{us}}; }
 
@@ -70,6 +73,7 @@ RequestRecord RowToRecord(const pqxx::row& row) {
   r.stored_sla_state = Require(ParseSlaState(row[18].c_str()), "sla state");
   r.created_by = row[19].as<std::string>();
   r.updated_at = FromMicros(row[20].as<long long>());
+  r.callback_url = OptString(row[23]);
   return r;
 }
 
@@ -118,6 +122,9 @@ CreateResult Store::Create(const NewRequest& req, const Principal& by, const std
     corrections_sealed = ToHex(cipher_.Seal(list.dump(), SealContext(id, "corrections")));
   }
   const std::string body_hash = ToHex(cipher_.LookupHash("idempotency", req.canonical));
+  if (req.callback_url && !callbacks_enabled_) {
+    throw ApiError(ErrorCode::kInvalidField, "status callbacks are not configured on this server", "/callback_url");
+  }
 
   return WithTransaction(pool_, [&](pqxx::work& txn) -> CreateResult {
     if (idem_key) {
@@ -140,12 +147,13 @@ CreateResult Store::Create(const NewRequest& req, const Principal& by, const std
     const auto next_change = DateText(sla.next_change);
     txn.exec_params(
         "INSERT INTO requests (id, type, status, received_at, received_on, channel, agent_sealed, corrections_sealed, "
-        "acknowledge_by, respond_by, sla_state, sla_next_change, created_by) VALUES ($1::uuid, $2, $3, "
+        "acknowledge_by, respond_by, sla_state, sla_next_change, created_by, callback_url) VALUES ($1::uuid, $2, $3, "
         "$4::timestamptz, $5::date, $6, decode($7, 'hex'), decode($8, 'hex'), $9::date, $10::date, $11, $12::date, "
-        "$13)",
+        "$13, $14)",
         id, std::string(ToString(req.type)), std::string(ToString(status)), FormatRfc3339(received_at),
         FormatDate(received_on), req.channel, OrNull(agent_sealed), OrNull(corrections_sealed), OrNull(ack_by),
-        FormatDate(deadlines.respond_by), std::string(ToString(sla.state)), OrNull(next_change), by.name);
+        FormatDate(deadlines.respond_by), std::string(ToString(sla.state)), OrNull(next_change), by.name,
+        OrNull(req.callback_url));
     json kinds = json::array();
     for (std::size_t i = 0; i < req.identities.size(); ++i) {
       const auto& identity = req.identities[i];
@@ -168,6 +176,7 @@ CreateResult Store::Create(const NewRequest& req, const Principal& by, const std
                    {"authorized_agent", req.authorized_agent.has_value()}};
     if (!needs_verification) detail["verification"] = "not_required";
     AppendAudit(txn, id, by.name, "created", detail);
+    if (status == RequestStatus::kInProgress) InsertTasks(txn, id, req.type, deadlines.respond_by);
     return CreateResult{id, false};
   });
 }
@@ -180,7 +189,12 @@ std::optional<RequestRecord> Store::Get(const std::string& id, bool with_values)
                     "(SELECT coalesce(json_agg(json_build_array(i.ordinal, i.kind, encode(i.value_sealed, 'hex')) "
                     "ORDER BY i.ordinal), '[]') FROM request_identities i WHERE i.request_id = r.id), "
                     "(SELECT coalesce(json_agg(json_build_array(a.id, (extract(epoch from a.at) * 1000000)::bigint, "
-                    "a.actor, a.action, a.detail) ORDER BY a.id), '[]') FROM audit_events a WHERE a.request_id = r.id) "
+                    "a.actor, a.action, a.detail) ORDER BY a.id), '[]') FROM audit_events a WHERE a.request_id = r.id), "
+                    "(SELECT coalesce(json_agg(json_build_array(t.id, t.system, t.action, t.state, t.attempts, "
+                    "CASE WHEN t.state IN ('pending', 'running') THEN (extract(epoch from CASE WHEN t.state = "
+                    "'pending' THEN t.next_attempt_at ELSE t.lease_expires_at END) * 1000000)::bigint END, "
+                    "t.last_error, t.receipt, (extract(epoch from t.finished_at) * 1000000)::bigint) "
+                    "ORDER BY t.system), '[]') FROM tasks t WHERE t.request_id = r.id) "
                     "FROM requests r WHERE r.id = $1::uuid",
                     kRequestColumns),
         id);
@@ -203,6 +217,19 @@ std::optional<RequestRecord> Store::Get(const std::string& id, bool with_values)
   for (const auto& item : json::parse((*row)[kColumnCount + 1].c_str())) {
     record.history.push_back(HistoryEntry{item[0].get<long long>(), FromMicros(item[1].get<long long>()),
                                           item[2].get<std::string>(), item[3].get<std::string>(), item[4]});
+  }
+  for (const auto& item : json::parse((*row)[kColumnCount + 2].c_str())) {
+    TaskView t;
+    t.id = item[0].get<std::string>();
+    t.system = item[1].get<std::string>();
+    t.action = item[2].get<std::string>();
+    t.state = item[3].get<std::string>();
+    t.attempts = item[4].get<int>();
+    if (!item[5].is_null()) t.next_attempt_at = FromMicros(item[5].get<long long>());
+    if (!item[6].is_null()) t.last_error = item[6].get<std::string>();
+    t.receipt = item[7];
+    if (!item[8].is_null()) t.finished_at = FromMicros(item[8].get<long long>());
+    record.tasks.push_back(std::move(t));
   }
   if (with_values) {
     if (!(*row)[21].is_null()) {
@@ -280,71 +307,109 @@ SlaSummary Store::Summary() {
 
 void Store::Apply(const std::string& id, const ActionInput& action, const Principal& by, Timestamp now) {
   if (!IsUuid(id)) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-  const LocalDate today = Today(now);
   WithTransaction(pool_, [&](pqxx::work& txn) {
     const auto rows = txn.exec_params(
         fmt::format("SELECT {} FROM requests r WHERE r.id = $1::uuid FOR UPDATE", kRequestColumns), id);
     if (rows.empty()) throw ApiError(ErrorCode::kNotFound, "no request with this id");
     RequestRecord r = RowToRecord(rows[0]);
-    const auto decision = CheckEvent(r.Facts(), action.event, today);
-    if (const auto* refusal = std::get_if<std::string>(&decision)) {
-      throw ApiError(ErrorCode::kTransitionNotAllowed, *refusal);
+    if (action.event == RequestEvent::kCompletePartially) {
+      // An admin closes a request whose fan-out cannot finish: only once nothing is still running or queued.
+      const auto open = txn.exec_params1(
+          "SELECT count(*) FILTER (WHERE state IN ('pending', 'running')), count(*) FILTER (WHERE state = 'failed'), "
+          "count(*) FROM tasks WHERE request_id = $1::uuid",
+          id);
+      if (open[0].as<long>() > 0) {
+        throw ApiError(ErrorCode::kTransitionNotAllowed,
+                       fmt::format("{} tasks are still pending or running; wait for them or let them fail first",
+                                   open[0].as<long>()));
+      }
     }
-    const RequestStatus from = r.status;
-    r.status = std::get<RequestStatus>(decision);
-    json detail = action.detail;
-    detail["from"] = ToString(from);
-    detail["to"] = ToString(r.status);
-    switch (action.event) {
-      case RequestEvent::kAcknowledge:
-        r.acknowledged_on = today;
-        r.acknowledged_at = now;
-        break;
-      case RequestEvent::kVerify:
-        r.verified_at = now;
-        r.verification = {{"method", action.verify->method}, {"level", action.verify->level}, {"by", by.name}};
-        break;
-      case RequestEvent::kExtend:
-        r.extended = true;
-        r.extension_reason = action.extend->reason;
-        r.deadlines = ComputeDeadlines(r.type, r.received_on, true, calendar_);
-        detail["respond_by"] = FormatDate(r.deadlines.respond_by);
-        break;
-      case RequestEvent::kDeny:
-      case RequestEvent::kDenyUnverifiable:
-        r.denial_reason = action.deny->reason;
-        r.denial_detail = action.deny->detail;
-        break;
-      default:
-        break;
-    }
-    if (!IsOpen(r.status)) {
-      r.closed_at = now;
-      r.closed_on = today;
-    }
-    const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
-    detail["sla_state"] = ToString(sla.state);
-    const auto ack_on = DateText(r.acknowledged_on);
-    const auto ack_at = TimeText(r.acknowledged_at);
-    const auto verified_at = TimeText(r.verified_at);
-    const std::optional<std::string> verification =
-        r.verification.is_null() ? std::nullopt : std::optional<std::string>(r.verification.dump());
-    const auto closed_at = TimeText(r.closed_at);
-    const auto closed_on = DateText(r.closed_on);
-    const std::optional<std::string> denial_reason =
-        r.denial_reason ? std::optional<std::string>(std::string(ToString(*r.denial_reason))) : std::nullopt;
-    const auto next_change = DateText(sla.next_change);
-    txn.exec_params(
-        "UPDATE requests SET status = $2, acknowledged_on = $3::date, acknowledged_at = $4::timestamptz, "
-        "verified_at = $5::timestamptz, verification = $6::jsonb, extended = $7, extension_reason = $8, "
-        "respond_by = $9::date, closed_at = $10::timestamptz, closed_on = $11::date, denial_reason = $12, "
-        "denial_detail = $13, sla_state = $14, sla_next_change = $15::date, updated_at = now() WHERE id = $1::uuid",
-        id, std::string(ToString(r.status)), OrNull(ack_on), OrNull(ack_at), OrNull(verified_at),
-        OrNull(verification), r.extended, OrNull(r.extension_reason), FormatDate(r.deadlines.respond_by),
-        OrNull(closed_at), OrNull(closed_on), OrNull(denial_reason), OrNull(r.denial_detail),
-        std::string(ToString(sla.state)), OrNull(next_change));
-    AppendAudit(txn, id, by.name, std::string(ToString(action.event)), detail);
+    ApplyLocked(txn, r, action, by, now);
   });
+}
+
+void Store::ApplyLocked(pqxx::work& txn, RequestRecord& r, const ActionInput& action, const Principal& by,
+                        Timestamp now) {
+  const std::string id = r.id;
+  const LocalDate today = Today(now);
+  const auto decision = CheckEvent(r.Facts(), action.event, today);
+  if (const auto* refusal = std::get_if<std::string>(&decision)) {
+    throw ApiError(ErrorCode::kTransitionNotAllowed, *refusal);
+  }
+  const RequestStatus from = r.status;
+  r.status = std::get<RequestStatus>(decision);
+  json detail = action.detail;
+  detail["from"] = ToString(from);
+  detail["to"] = ToString(r.status);
+  switch (action.event) {
+    case RequestEvent::kAcknowledge:
+      r.acknowledged_on = today;
+      r.acknowledged_at = now;
+      break;
+    case RequestEvent::kVerify:
+      r.verified_at = now;
+      r.verification = {{"method", action.verify->method}, {"level", action.verify->level}, {"by", by.name}};
+      break;
+    case RequestEvent::kExtend:
+      r.extended = true;
+      r.extension_reason = action.extend->reason;
+      r.deadlines = ComputeDeadlines(r.type, r.received_on, true, calendar_);
+      detail["respond_by"] = FormatDate(r.deadlines.respond_by);
+      break;
+    case RequestEvent::kDeny:
+    case RequestEvent::kDenyUnverifiable:
+      r.denial_reason = action.deny->reason;
+      r.denial_detail = action.deny->detail;
+      break;
+    default:
+      break;
+  }
+  if (!IsOpen(r.status)) {
+    r.closed_at = now;
+    r.closed_on = today;
+  }
+  const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
+  detail["sla_state"] = ToString(sla.state);
+  const auto ack_on = DateText(r.acknowledged_on);
+  const auto ack_at = TimeText(r.acknowledged_at);
+  const auto verified_at = TimeText(r.verified_at);
+  const std::optional<std::string> verification =
+      r.verification.is_null() ? std::nullopt : std::optional<std::string>(r.verification.dump());
+  const auto closed_at = TimeText(r.closed_at);
+  const auto closed_on = DateText(r.closed_on);
+  const std::optional<std::string> denial_reason =
+      r.denial_reason ? std::optional<std::string>(std::string(ToString(*r.denial_reason))) : std::nullopt;
+  const auto next_change = DateText(sla.next_change);
+  txn.exec_params(
+      "UPDATE requests SET status = $2, acknowledged_on = $3::date, acknowledged_at = $4::timestamptz, "
+      "verified_at = $5::timestamptz, verification = $6::jsonb, extended = $7, extension_reason = $8, "
+      "respond_by = $9::date, closed_at = $10::timestamptz, closed_on = $11::date, denial_reason = $12, "
+      "denial_detail = $13, sla_state = $14, sla_next_change = $15::date, updated_at = now() WHERE id = $1::uuid",
+      id, std::string(ToString(r.status)), OrNull(ack_on), OrNull(ack_at), OrNull(verified_at), OrNull(verification),
+      r.extended, OrNull(r.extension_reason), FormatDate(r.deadlines.respond_by), OrNull(closed_at),
+      OrNull(closed_on), OrNull(denial_reason), OrNull(r.denial_detail), std::string(ToString(sla.state)),
+      OrNull(next_change));
+  r.stored_sla_state = sla.state;
+  AppendAudit(txn, id, by.name, std::string(ToString(action.event)), detail);
+  if (action.event == RequestEvent::kExtend) {
+    txn.exec_params("UPDATE tasks SET respond_by = $2::date WHERE request_id = $1::uuid", id,
+                    FormatDate(r.deadlines.respond_by));
+  }
+  if (from != RequestStatus::kInProgress && r.status == RequestStatus::kInProgress) {
+    InsertTasks(txn, id, r.type, r.deadlines.respond_by);
+  }
+  if (!IsOpen(r.status)) {
+    // Work not yet done for a closed request stops; what already finished keeps its receipt.
+    const auto stopped = txn.exec_params(
+        "UPDATE tasks SET state = 'cancelled', lease_owner = NULL, finished_at = now(), updated_at = now(), "
+        "last_error = 'the request was closed (' || $2 || ') before this task finished' "
+        "WHERE request_id = $1::uuid AND state IN ('pending', 'running', 'needs_manual')",
+        id, std::string(ToString(r.status)));
+    if (stopped.affected_rows() > 0) {
+      AppendAudit(txn, id, by.name, "tasks_cancelled", {{"count", stopped.affected_rows()}});
+    }
+  }
+  if (from != r.status) EnqueueCallback(txn, r, from, now);
 }
 
 int Store::SweepSla(Timestamp now) {
@@ -370,7 +435,9 @@ int Store::SweepSla(Timestamp now) {
                        {"respond_by", FormatDate(r.deadlines.respond_by)}, {"days_left", sla.days_left.value_or(0)}});
           ++changed;
           if (sla.state == SlaState::kBreached) {
-            LogWarning("request {}: sla breached (respond_by {})", r.id, FormatDate(r.deadlines.respond_by));
+            LogWarning("request {}: sla breached (acknowledge_by {}, acknowledged {}, respond_by {})", r.id,
+                       r.deadlines.acknowledge_by ? FormatDate(*r.deadlines.acknowledge_by) : "none",
+                       r.acknowledged_on ? FormatDate(*r.acknowledged_on) : "no", FormatDate(r.deadlines.respond_by));
           }
         }
       }
@@ -397,6 +464,425 @@ AuditPage Store::ListAudit(long long after_id, int limit, const std::optional<st
     page.request_ids.push_back(row[5].as<std::string>());
   }
   return page;
+}
+
+}  // namespace rightsd
+
+// ---------------------------------------------------------------------------------------------------------------
+// The engine's side of the store.
+
+namespace rightsd {
+
+namespace {
+
+using connectors::Outcome;
+using connectors::OutcomeKind;
+
+std::string ArrayLiteral(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+std::chrono::milliseconds Backoff(int attempts, const RetryPolicy& policy) {
+  // Exponential with "equal jitter": half fixed, half random, so that many tasks failing together spread out.
+  const int exponent = std::clamp(attempts - 1, 0, 30);
+  const double full = std::min(static_cast<double>(policy.max.count()),
+                               static_cast<double>(policy.base.count()) * static_cast<double>(1LL << exponent));
+  const double jitter = static_cast<double>(randombytes_uniform(1000001)) / 1000000.0;
+  return std::chrono::milliseconds(static_cast<long long>(full / 2 + full / 2 * jitter));
+}
+
+std::string TaskRecordsContext(const std::string& task_id) { return task_id + ":records"; }
+std::string PackageContext(const std::string& request_id) { return request_id + ":package"; }
+
+std::string Truncate(std::string s, std::size_t n) {
+  if (s.size() > n) s = s.substr(0, n) + "...";
+  return s;
+}
+
+}  // namespace
+
+void Store::InsertTasks(pqxx::work& txn, const std::string& request_id, RequestType type, LocalDate respond_by) {
+  if (!data_map_) return;
+  const auto plan = data_map_->Plan(type);
+  json systems = json::array();
+  for (const auto& p : plan) {
+    txn.exec_params(
+        "INSERT INTO tasks (id, request_id, system, connector, action, state, respond_by, max_attempts, retain_basis) "
+        "VALUES ($1::uuid, $2::uuid, $3, $4, $5, 'pending', $6::date, $7, $8) ON CONFLICT (request_id, system) DO NOTHING",
+        NewUuid(), request_id, p.system->name, p.system->connector_type, std::string(connectors::ToString(p.action)),
+        FormatDate(respond_by), p.system->max_attempts,
+        p.action == connectors::TaskAction::kLocate ? p.system->retain_basis.c_str() : nullptr);
+    systems.push_back({{"system", p.system->name}, {"action", connectors::ToString(p.action)}});
+  }
+  if (!plan.empty()) AppendAudit(txn, request_id, "system:engine", "fanned_out", {{"tasks", systems}});
+}
+
+void Store::EnqueueCallback(pqxx::work& txn, const RequestRecord& r, RequestStatus from, Timestamp now) {
+  if (!r.callback_url || !callbacks_enabled_) return;
+  const json body = {{"event", "request.status_changed"},
+                     {"request_id", r.id},
+                     {"type", ToString(r.type)},
+                     {"status", ToString(r.status)},
+                     {"previous_status", ToString(from)},
+                     {"respond_by", FormatDate(r.deadlines.respond_by)},
+                     {"sla_state", ToString(r.stored_sla_state)},
+                     {"at", FormatRfc3339(now)}};
+  txn.exec_params("INSERT INTO callbacks (request_id, url, body) VALUES ($1::uuid, $2, $3::jsonb)", r.id,
+                  *r.callback_url, body.dump());
+}
+
+void Store::CompleteIfFinished(pqxx::work& txn, const std::string& request_id, Timestamp now) {
+  const auto rows = txn.exec_params(
+      fmt::format("SELECT {} FROM requests r WHERE r.id = $1::uuid FOR UPDATE", kRequestColumns), request_id);
+  if (rows.empty()) return;
+  RequestRecord r = RowToRecord(rows[0]);
+  if (r.status != RequestStatus::kInProgress) return;
+  const auto counts = txn.exec_params1(
+      "SELECT count(*), count(*) FILTER (WHERE state IN ('done', 'not_found', 'retained_exempt')) FROM tasks "
+      "WHERE request_id = $1::uuid",
+      request_id);
+  const long total = counts[0].as<long>();
+  if (total == 0 || counts[1].as<long>() != total) return;
+
+  if (r.type == RequestType::kAccess) {
+    json systems = json::object();
+    json retained = json::array();
+    json not_found = json::array();
+    for (const auto& t : txn.exec_params(
+             "SELECT id::text, system, state, encode(records_sealed, 'hex'), retain_basis FROM tasks "
+             "WHERE request_id = $1::uuid ORDER BY system",
+             request_id)) {
+      const std::string task_id = t[0].as<std::string>();
+      const std::string system = t[1].as<std::string>();
+      const std::string state = t[2].as<std::string>();
+      if (state == "retained_exempt") {
+        retained.push_back({{"system", system}, {"basis", t[4].is_null() ? "" : t[4].as<std::string>()}});
+      } else if (state == "not_found") {
+        not_found.push_back(system);
+      }
+      if (t[3].is_null()) continue;
+      const auto opened = cipher_.Open(*FromHex(t[3].c_str()), TaskRecordsContext(task_id));
+      if (!opened) throw std::runtime_error(fmt::format("task {}: records do not open with the configured key", task_id));
+      systems[system] = RedactForDisclosure(json::parse(*opened));
+    }
+    const json package = {{"request_id", request_id},
+                          {"generated_at", FormatRfc3339(now)},
+                          {"systems", systems},
+                          {"retained_exempt", retained},
+                          {"not_found", not_found},
+                          {"withheld_items_note", kWithheldStatement}};
+    txn.exec_params(
+        "INSERT INTO request_packages (request_id, package_sealed) VALUES ($1::uuid, decode($2, 'hex')) "
+        "ON CONFLICT (request_id) DO NOTHING",
+        request_id, ToHex(cipher_.Seal(package.dump(), PackageContext(request_id))));
+  }
+  ActionInput complete;
+  complete.event = RequestEvent::kComplete;
+  complete.detail = {{"tasks", total}};
+  ApplyLocked(txn, r, complete, Principal{Role::kAdmin, "system:engine"}, now);
+}
+
+std::vector<ClaimedTask> Store::ClaimTasks(const std::vector<std::string>& systems, int limit, const std::string& owner,
+                                           std::chrono::milliseconds lease) {
+  if (systems.empty() || limit <= 0) return {};
+  return WithTransaction(pool_, [&](pqxx::work& txn) {
+    std::vector<ClaimedTask> claimed;
+    const auto rows = txn.exec_params(
+        "WITH due AS (SELECT id FROM tasks WHERE system = ANY($1::text[]) AND ((state = 'pending' AND "
+        "next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) "
+        "ORDER BY respond_by, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+        "UPDATE tasks t SET state = 'running', lease_owner = $3, lease_expires_at = now() + $4 * interval '1 "
+        "millisecond', attempts = t.attempts + CASE WHEN t.continuation IS NULL THEN 1 ELSE 0 END, updated_at = now() "
+        "FROM due, requests r WHERE t.id = due.id AND r.id = t.request_id "
+        "RETURNING t.id::text, t.request_id::text, t.system, t.action, r.type, t.attempts, t.max_attempts, "
+        "t.continuation::text, coalesce(t.retain_basis, ''), encode(r.corrections_sealed, 'hex')",
+        ArrayLiteral(systems), limit, owner, static_cast<long long>(lease.count()));
+    if (rows.empty()) return claimed;
+    std::vector<std::string> request_ids;
+    std::map<std::string, std::vector<connectors::Correction>> corrections;
+    for (const auto& row : rows) {
+      ClaimedTask t;
+      t.id = row[0].as<std::string>();
+      t.request_id = row[1].as<std::string>();
+      t.system = row[2].as<std::string>();
+      t.action = row[3].as<std::string>();
+      t.request_type = row[4].as<std::string>();
+      t.attempts = row[5].as<int>();
+      t.max_attempts = row[6].as<int>();
+      t.continuation = row[7].is_null() ? json() : json::parse(row[7].c_str());
+      t.retain_basis = row[8].as<std::string>();
+      if (!row[9].is_null() && !corrections.count(t.request_id)) {
+        auto& list = corrections[t.request_id];
+        if (auto opened = cipher_.Open(*FromHex(row[9].c_str()), SealContext(t.request_id, "corrections"))) {
+          for (const auto& c : json::parse(*opened)) list.push_back({c["field"], c["value"]});
+        }
+      }
+      request_ids.push_back(t.request_id);
+      claimed.push_back(std::move(t));
+    }
+    std::map<std::string, std::vector<connectors::Identity>> identities;
+    for (const auto& row : txn.exec_params(
+             "SELECT request_id::text, ordinal, kind, encode(value_sealed, 'hex') FROM request_identities "
+             "WHERE request_id = ANY($1::uuid[]) ORDER BY request_id, ordinal",
+             ArrayLiteral(request_ids))) {
+      const std::string rid = row[0].as<std::string>();
+      const std::string kind = row[2].as<std::string>();
+      auto opened = cipher_.Open(*FromHex(row[3].c_str()),
+                                 SealContext(rid, fmt::format("identity:{}:{}", row[1].as<int>(), kind)));
+      if (!opened) {
+        LogError("request {}: an identity does not open with the configured key", rid);
+        continue;
+      }
+      identities[rid].push_back({kind, *opened});
+    }
+    for (auto& t : claimed) {
+      t.identities = identities[t.request_id];
+      t.corrections = corrections[t.request_id];
+    }
+    return claimed;
+  });
+}
+
+void Store::RenewLeases(const std::vector<std::string>& task_ids, const std::string& owner,
+                        std::chrono::milliseconds lease) {
+  if (task_ids.empty()) return;
+  WithTransaction(pool_, [&](pqxx::work& txn) {
+    txn.exec_params(
+        "UPDATE tasks SET lease_expires_at = now() + $3 * interval '1 millisecond' WHERE id = ANY($1::uuid[]) AND "
+        "lease_owner = $2 AND state = 'running'",
+        ArrayLiteral(task_ids), owner, static_cast<long long>(lease.count()));
+  });
+}
+
+void Store::ReleaseLeases(const std::vector<std::string>& task_ids, const std::string& owner) {
+  if (task_ids.empty()) return;
+  WithTransaction(pool_, [&](pqxx::work& txn) {
+    // A task given back this way did not fail: its attempt is not counted against it.
+    txn.exec_params(
+        "UPDATE tasks SET state = CASE WHEN continuation IS NULL THEN 'pending' ELSE 'running' END, "
+        "attempts = CASE WHEN continuation IS NULL THEN greatest(attempts - 1, 0) ELSE attempts END, "
+        "lease_owner = NULL, lease_expires_at = now(), next_attempt_at = now(), updated_at = now() "
+        "WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND state = 'running'",
+        ArrayLiteral(task_ids), owner);
+  });
+}
+
+bool Store::RecordOutcome(const ClaimedTask& task, const Outcome& outcome, const std::string& owner,
+                          const RetryPolicy& policy, Timestamp now) {
+  return WithTransaction(pool_, [&](pqxx::work& txn) {
+    // The request row first, as every change to a request does: outcomes of one request are serialised, so the
+    // last one to finish sees all the others and completes the request.
+    txn.exec_params("SELECT 1 FROM requests WHERE id = $1::uuid FOR UPDATE", task.request_id);
+    std::string state;
+    std::optional<std::string> error;
+    std::optional<std::string> records;
+    std::optional<std::string> continuation;
+    long long delay_ms = 0;
+    bool finished = false;
+    switch (outcome.kind) {
+      case OutcomeKind::kDone: state = "done"; finished = true; break;
+      case OutcomeKind::kNotFound: state = "not_found"; finished = true; break;
+      case OutcomeKind::kRetainedExempt: state = "retained_exempt"; finished = true; break;
+      case OutcomeKind::kNeedsManual: state = "needs_manual"; break;
+      case OutcomeKind::kFailed:
+        state = "failed";
+        error = Truncate(outcome.message, 2000);
+        break;
+      case OutcomeKind::kRetry:
+        if (task.attempts >= task.max_attempts) {
+          state = "failed";
+          error = Truncate(fmt::format("gave up after {} attempts: {}", task.attempts, outcome.message), 2000);
+        } else {
+          state = "pending";
+          error = Truncate(outcome.message, 2000);
+          delay_ms = (outcome.retry_after ? std::min(*outcome.retry_after, std::chrono::milliseconds(86400000))
+                                          : Backoff(task.attempts, policy))
+                         .count();
+        }
+        break;
+      case OutcomeKind::kInProgress:
+        state = "running";
+        continuation = outcome.continuation.is_null() ? json::object().dump() : outcome.continuation.dump();
+        delay_ms = outcome.retry_after ? outcome.retry_after->count() : 60000;
+        break;
+    }
+    if (task.action == "access" && outcome.kind == OutcomeKind::kDone && !outcome.records.is_null()) {
+      records = ToHex(cipher_.Seal(outcome.records.dump(), TaskRecordsContext(task.id)));
+    }
+    const std::optional<std::string> receipt =
+        outcome.receipt.is_null() || outcome.receipt.empty() ? std::nullopt
+                                                              : std::optional<std::string>(outcome.receipt.dump());
+    const auto updated = txn.exec_params(
+        "UPDATE tasks SET state = $3, last_error = $4, receipt = coalesce($5::jsonb, receipt), "
+        "records_sealed = coalesce(decode($6, 'hex'), records_sealed), continuation = $7::jsonb, "
+        "lease_owner = NULL, "
+        "lease_expires_at = CASE WHEN $3 = 'running' THEN now() + $8 * interval '1 millisecond' END, "
+        "next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + $8 * interval '1 millisecond' ELSE next_attempt_at END, "
+        "finished_at = CASE WHEN $9 THEN now() END, updated_at = now() "
+        "WHERE id = $1::uuid AND lease_owner = $2 AND state = 'running'",
+        task.id, owner, state, OrNull(error), OrNull(receipt), OrNull(records), OrNull(continuation), delay_ms,
+        finished || state == "failed");
+    if (updated.affected_rows() == 0) return false;
+    if (state != "pending" && state != "running") {
+      json detail = {{"task", task.id}, {"system", task.system}, {"action", task.action},
+                     {"attempts", task.attempts}};
+      if (error) detail["error"] = *error;
+      AppendAudit(txn, task.request_id, "system:engine", "task_" + state, detail);
+      if (state == "failed") {
+        LogWarning("request {}: task {} on system {} dead-lettered after {} attempts", task.request_id, task.id,
+                   task.system, task.attempts);
+      }
+    }
+    if (finished) CompleteIfFinished(txn, task.request_id, now);
+    return true;
+  });
+}
+
+std::optional<Timestamp> Store::NextDue(const std::vector<std::string>& systems) {
+  if (systems.empty()) return std::nullopt;
+  return WithTransaction(pool_, [&](pqxx::work& txn) -> std::optional<Timestamp> {
+    const auto row = txn.exec_params1(
+        "SELECT (extract(epoch from least((SELECT min(next_attempt_at) FROM tasks WHERE state = 'pending' AND system "
+        "= ANY($1::text[])), (SELECT min(lease_expires_at) FROM tasks WHERE state = 'running' AND system = "
+        "ANY($1::text[])))) * 1000000)::bigint",
+        ArrayLiteral(systems));
+    if (row[0].is_null()) return std::nullopt;
+    return FromMicros(row[0].as<long long>());
+  });
+}
+
+void Store::RetryTask(const std::string& request_id, const std::string& task_id, const Principal& by, Timestamp) {
+  if (!IsUuid(request_id) || !IsUuid(task_id)) throw ApiError(ErrorCode::kNotFound, "no such task");
+  WithTransaction(pool_, [&](pqxx::work& txn) {
+    const auto req = txn.exec_params("SELECT status FROM requests WHERE id = $1::uuid FOR UPDATE", request_id);
+    if (req.empty()) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+    const auto task = txn.exec_params("SELECT state, system FROM tasks WHERE id = $1::uuid AND request_id = $2::uuid",
+                                      task_id, request_id);
+    if (task.empty()) throw ApiError(ErrorCode::kNotFound, "no such task on this request");
+    if (task[0][0].as<std::string>() != "failed") {
+      throw ApiError(ErrorCode::kTransitionNotAllowed,
+                     fmt::format("only a failed (dead-lettered) task can be retried; this one is {}",
+                                 task[0][0].as<std::string>()));
+    }
+    if (req[0][0].as<std::string>() != "in_progress") {
+      throw ApiError(ErrorCode::kTransitionNotAllowed, "the request is no longer in progress");
+    }
+    txn.exec_params(
+        "UPDATE tasks SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL, "
+        "finished_at = NULL, continuation = NULL, updated_at = now() WHERE id = $1::uuid",
+        task_id);
+    AppendAudit(txn, request_id, by.name, "task_retry", {{"task", task_id}, {"system", task[0][1].as<std::string>()}});
+  });
+}
+
+void Store::CompleteTaskManually(const std::string& request_id, const std::string& task_id, const std::string& outcome,
+                                 const std::string& note, const Principal& by, Timestamp now) {
+  if (!IsUuid(request_id) || !IsUuid(task_id)) throw ApiError(ErrorCode::kNotFound, "no such task");
+  WithTransaction(pool_, [&](pqxx::work& txn) {
+    const auto req = txn.exec_params("SELECT status FROM requests WHERE id = $1::uuid FOR UPDATE", request_id);
+    if (req.empty()) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+    const auto task = txn.exec_params("SELECT state, system FROM tasks WHERE id = $1::uuid AND request_id = $2::uuid",
+                                      task_id, request_id);
+    if (task.empty()) throw ApiError(ErrorCode::kNotFound, "no such task on this request");
+    const std::string state = task[0][0].as<std::string>();
+    if (state != "needs_manual" && state != "failed") {
+      throw ApiError(ErrorCode::kTransitionNotAllowed,
+                     fmt::format("only a needs_manual or failed task can be completed by hand; this one is {}", state));
+    }
+    const json receipt = {{"completed_by", by.name}, {"outcome", outcome}, {"note", note}, {"at", FormatRfc3339(now)}};
+    txn.exec_params(
+        "UPDATE tasks SET state = $2, receipt = coalesce(receipt, '{}'::jsonb) || $3::jsonb, last_error = "
+        "CASE WHEN $2 = 'failed' THEN $4 END, lease_owner = NULL, finished_at = now(), updated_at = now() "
+        "WHERE id = $1::uuid",
+        task_id, outcome, receipt.dump(), note.empty() ? "failed by hand" : note);
+    AppendAudit(txn, request_id, by.name, "task_" + outcome,
+                {{"task", task_id}, {"system", task[0][1].as<std::string>()}, {"manual", true}});
+    CompleteIfFinished(txn, request_id, now);
+  });
+}
+
+bool Store::WakeTask(const std::string& task_id) {
+  if (!IsUuid(task_id)) return false;
+  return WithTransaction(pool_, [&](pqxx::work& txn) {
+    const auto r = txn.exec_params(
+        "UPDATE tasks SET lease_expires_at = CASE WHEN state = 'running' AND lease_owner IS NULL THEN now() ELSE "
+        "lease_expires_at END, next_attempt_at = CASE WHEN state = 'pending' THEN now() ELSE next_attempt_at END "
+        "WHERE id = $1::uuid AND state IN ('pending', 'running')",
+        task_id);
+    txn.exec("SELECT pg_notify('rightsd_tasks', '')");
+    return r.affected_rows() > 0;
+  });
+}
+
+std::optional<std::string> Store::TaskSystem(const std::string& task_id) {
+  if (!IsUuid(task_id)) return std::nullopt;
+  return WithTransaction(pool_, [&](pqxx::work& txn) -> std::optional<std::string> {
+    const auto r = txn.exec_params("SELECT system FROM tasks WHERE id = $1::uuid", task_id);
+    if (r.empty()) return std::nullopt;
+    return r[0][0].as<std::string>();
+  });
+}
+
+std::optional<json> Store::GetPackage(const std::string& request_id) {
+  if (!IsUuid(request_id)) return std::nullopt;
+  const auto sealed = WithTransaction(pool_, [&](pqxx::work& txn) -> std::optional<std::string> {
+    const auto r = txn.exec_params(
+        "SELECT encode(package_sealed, 'hex') FROM request_packages WHERE request_id = $1::uuid", request_id);
+    if (r.empty()) return std::nullopt;
+    return r[0][0].as<std::string>();
+  });
+  if (!sealed) return std::nullopt;
+  const auto opened = cipher_.Open(*FromHex(*sealed), PackageContext(request_id));
+  if (!opened) throw std::runtime_error(fmt::format("request {}: the package does not open with the configured key", request_id));
+  return json::parse(*opened);
+}
+
+std::vector<CallbackDelivery> Store::ClaimCallbacks(int limit, std::chrono::milliseconds lease) {
+  return WithTransaction(pool_, [&](pqxx::work& txn) {
+    std::vector<CallbackDelivery> out;
+    // Oldest first per request, so a consumer of callbacks sees the statuses in the order they happened.
+    const auto rows = txn.exec_params(
+        "WITH due AS (SELECT c.id FROM callbacks c WHERE c.state = 'pending' AND c.next_attempt_at <= now() AND NOT "
+        "EXISTS (SELECT 1 FROM callbacks o WHERE o.request_id = c.request_id AND o.state = 'pending' AND o.id < c.id) "
+        "ORDER BY c.id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+        "UPDATE callbacks c SET attempts = c.attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond' "
+        "FROM due WHERE c.id = due.id RETURNING c.id, c.request_id::text, c.url, c.body::text, c.attempts",
+        limit, static_cast<long long>(lease.count()));
+    for (const auto& row : rows) {
+      out.push_back(CallbackDelivery{row[0].as<long long>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                                     row[3].as<std::string>(), row[4].as<int>()});
+    }
+    return out;
+  });
+}
+
+void Store::RecordCallbackResult(const CallbackDelivery& d, bool delivered, const std::string& error,
+                                 int max_attempts, const RetryPolicy& policy) {
+  WithTransaction(pool_, [&](pqxx::work& txn) {
+    if (delivered) {
+      txn.exec_params("UPDATE callbacks SET state = 'delivered', delivered_at = now(), last_error = NULL WHERE id = $1",
+                      d.id);
+    } else if (d.attempts >= max_attempts) {
+      txn.exec_params("UPDATE callbacks SET state = 'failed', last_error = $2 WHERE id = $1", d.id,
+                      Truncate(error, 500));
+      AppendAudit(txn, d.request_id, "system:callbacks", "callback_failed",
+                  {{"callback", d.id}, {"attempts", d.attempts}, {"error", Truncate(error, 500)}});
+    } else {
+      txn.exec_params(
+          "UPDATE callbacks SET last_error = $2, next_attempt_at = now() + $3 * interval '1 millisecond' WHERE id = $1",
+          d.id, Truncate(error, 500), static_cast<long long>(Backoff(d.attempts, policy).count()));
+    }
+  });
 }
 
 }  // namespace rightsd

@@ -14,7 +14,9 @@
 
 #include "auth.h"
 #include "calendar.h"
+#include "connectors/connector.h"
 #include "crypto.h"
+#include "data_map.h"
 #include "db_pool.h"
 #include "request_model.h"
 #include "request_parse.h"
@@ -33,6 +35,18 @@ struct HistoryEntry {
   std::string actor;
   std::string action;
   nlohmann::json detail;
+};
+
+struct TaskView {
+  std::string id;
+  std::string system;
+  std::string action;
+  std::string state;
+  int attempts = 0;
+  std::optional<Timestamp> next_attempt_at;  // pending or waiting on the peer
+  std::optional<std::string> last_error;
+  nlohmann::json receipt;  // null until the task has an outcome
+  std::optional<Timestamp> finished_at;
 };
 
 struct RequestRecord {
@@ -61,6 +75,8 @@ struct RequestRecord {
   std::vector<HistoryEntry> history;
   std::optional<nlohmann::json> authorized_agent;  // only with values
   std::vector<CorrectionInput> corrections;          // only with values
+  std::vector<TaskView> tasks;
+  std::optional<std::string> callback_url;
 
   SlaFacts Facts() const;
 };
@@ -87,7 +103,7 @@ struct ListPage {
 struct SlaSummary {
   std::map<std::string, long long> by_status;
   std::map<std::string, long long> by_type;
-  std::map<std::string, long long> by_sla_state;  // open requests only
+  std::map<std::string, long long> by_sla_state;  // all requests: open ones by clock state, closed ones met/missed
   long long open = 0;
   // The soonest respond_by dates among open requests, with how many fall due on each.
   std::vector<std::pair<LocalDate, long long>> next_due;
@@ -103,6 +119,35 @@ struct ActionInput {
   std::optional<DenyInput> deny;
 };
 
+// A task claimed by this process, with what the connector needs (identity values opened from their seals).
+struct ClaimedTask {
+  std::string id;
+  std::string request_id;
+  std::string system;
+  std::string action;
+  std::string request_type;
+  int attempts = 0;
+  int max_attempts = 1;
+  nlohmann::json continuation;
+  std::string retain_basis;
+  std::vector<connectors::Identity> identities;
+  std::vector<connectors::Correction> corrections;
+};
+
+struct RetryPolicy {
+  std::chrono::milliseconds base{1000};
+  std::chrono::milliseconds max{900000};
+};
+
+// A status callback waiting to be delivered.
+struct CallbackDelivery {
+  long long id = 0;
+  std::string request_id;
+  std::string url;
+  std::string body;
+  int attempts = 0;
+};
+
 struct AuditPage {
   std::vector<HistoryEntry> items;
   std::vector<std::string> request_ids;  // parallel to items ("" when none)
@@ -110,8 +155,14 @@ struct AuditPage {
 
 class Store {
  public:
-  Store(DbPool& pool, const BusinessCalendar& calendar, const PiiCipher& cipher, int at_risk_days)
-      : pool_(pool), calendar_(calendar), cipher_(cipher), at_risk_days_(at_risk_days) {}
+  Store(DbPool& pool, const BusinessCalendar& calendar, const PiiCipher& cipher, int at_risk_days,
+        const DataMap* data_map = nullptr, bool callbacks_enabled = false)
+      : pool_(pool),
+        calendar_(calendar),
+        cipher_(cipher),
+        at_risk_days_(at_risk_days),
+        data_map_(data_map),
+        callbacks_enabled_(callbacks_enabled) {}
 
   // Throws ApiError(kIdempotencyMismatch) when the key was used with another body.
   CreateResult Create(const NewRequest& request, const Principal& by, const std::optional<std::string>& idempotency_key,
@@ -127,12 +178,51 @@ class Store {
 
   LocalDate Today(Timestamp now) const;
   int at_risk_days() const { return at_risk_days_; }
+  bool callbacks_enabled() const { return callbacks_enabled_; }
+
+  // ---- The engine (store_tasks.cpp). ----
+  // Claims up to `limit` due tasks of the given systems, earliest respond_by first, under a lease for `owner`.
+  std::vector<ClaimedTask> ClaimTasks(const std::vector<std::string>& systems, int limit, const std::string& owner,
+                                      std::chrono::milliseconds lease);
+  void RenewLeases(const std::vector<std::string>& task_ids, const std::string& owner, std::chrono::milliseconds lease);
+  // Gives tasks back (shutdown): they are due again at once for any process.
+  void ReleaseLeases(const std::vector<std::string>& task_ids, const std::string& owner);
+  // Writes a connector's outcome if `owner` still holds the lease (false otherwise: another process took the task
+  // over and its answer counts). Completes the request when its last task finishes.
+  bool RecordOutcome(const ClaimedTask& task, const connectors::Outcome& outcome, const std::string& owner,
+                     const RetryPolicy& policy, Timestamp now);
+  // The earliest moment a task of these systems becomes due (pending or lease expiry); none if no such task.
+  std::optional<Timestamp> NextDue(const std::vector<std::string>& systems);
+  // Admin: a dead-lettered (failed) task is re-queued with a fresh attempt count.
+  void RetryTask(const std::string& request_id, const std::string& task_id, const Principal& by, Timestamp now);
+  // A person closes a needs_manual (or failed) task with their outcome.
+  void CompleteTaskManually(const std::string& request_id, const std::string& task_id, const std::string& outcome,
+                            const std::string& note, const Principal& by, Timestamp now);
+  // The peer says a task changed: poll it now.
+  bool WakeTask(const std::string& task_id);
+  // The system a task belongs to, or none.
+  std::optional<std::string> TaskSystem(const std::string& task_id);
+  // The sealed access package, opened; none if the request has none.
+  std::optional<nlohmann::json> GetPackage(const std::string& request_id);
+
+  std::vector<CallbackDelivery> ClaimCallbacks(int limit, std::chrono::milliseconds lease);
+  void RecordCallbackResult(const CallbackDelivery& delivery, bool delivered, const std::string& error,
+                            int max_attempts, const RetryPolicy& policy);
 
  private:
+  // The funnel's body, inside the caller's transaction, on a row the caller locked with FOR UPDATE.
+  void ApplyLocked(pqxx::work& txn, RequestRecord& r, const ActionInput& action, const Principal& by, Timestamp now);
+  void InsertTasks(pqxx::work& txn, const std::string& request_id, RequestType type, LocalDate respond_by);
+  void EnqueueCallback(pqxx::work& txn, const RequestRecord& r, RequestStatus from, Timestamp now);
+  // Completes an in_progress request whose tasks are all finished; builds the access package.
+  void CompleteIfFinished(pqxx::work& txn, const std::string& request_id, Timestamp now);
+
   DbPool& pool_;
   const BusinessCalendar& calendar_;
   const PiiCipher& cipher_;
   int at_risk_days_;
+  const DataMap* data_map_;
+  bool callbacks_enabled_;
 };
 
 }  // namespace rightsd

@@ -29,7 +29,7 @@ export RIGHTSD_ROOT
 RIGHTSD_APT_PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libcpp-httplib-dev libpqxx-dev libpq-dev nlohmann-json3-dev libcpprest-dev
-    libfmt-dev catch2 libsystemd-dev libsodium-dev libtomlplusplus-dev
+    libfmt-dev catch2 libsystemd-dev libsodium-dev libtomlplusplus-dev libvalijson-dev
     libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev
     postgresql curl
 )

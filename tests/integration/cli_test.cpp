@@ -63,7 +63,8 @@ TEST_CASE("cli: serve refuses a database whose schema is not current, migrate fi
   auto m = env.Cli({"migrate", "--config", env.config().string()});
   INFO(m.err);
   CHECK(m.exit_code == 0);
-  CHECK(m.out.find("schema at version 1") != std::string::npos);
+  CHECK(m.out.find("schema at version ") != std::string::npos);
+  CHECK(m.out.find(" migrations applied now") != std::string::npos);
   auto again = env.Cli({"migrate", "--config", env.config().string()});
   CHECK(again.out.find("0 migrations applied now") != std::string::npos);
   Daemon d(env);
@@ -117,7 +118,8 @@ TEST_CASE("sla: two daemons on one database never both run the sweeper", "[sla][
     CHECK_FALSE(hb);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  CHECK(env.db().Scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1");
+  CHECK(env.db().Scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())") == "1");
   // The holder dies without a goodbye; the other takes over once the session is gone.
   a.Kill();
   CHECK(Eventually([&] { return b.Call("GET", "/healthz", "").json()["sweeper"] == true; }, 15));

@@ -513,7 +513,7 @@ TEST_CASE("api: ParseVerify", "[api]") {
     std::string code;
     std::string field;
   };
-  for (const Bad& b : {Bad{"", M, ""}, Bad{"{", M, ""}, Bad{"[]", I, "/"},
+  for (const Bad& b : {Bad{"", I, "/method"}, Bad{"{", M, ""}, Bad{"[]", I, "/"},
                        Bad{R"({"level":"reasonable"})", I, "/method"},
                        Bad{R"({"method":"account_login"})", I, "/level"},
                        Bad{R"({"method":"Account_Login","level":"reasonable"})", I, "/method"},

@@ -1,0 +1,45 @@
+// Outbound HTTP for connectors, behind one small interface so that the implementation (cpprestsdk today; its own
+// README says it is in maintenance mode) can change in one file and tests can inject fakes.
+// Send never blocks the caller for I/O: `done` is called exactly once, from an I/O thread, with the response or a
+// transport error (status 0). Implementations are thread-safe.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rightsd::connectors {
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;  // absolute: scheme://host[:port]/path?query
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::chrono::milliseconds timeout{30000};
+};
+
+struct HttpResponse {
+  int status = 0;            // 0: no HTTP answer (connection refused, timeout, TLS failure); see `error`
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string error;         // transport error text, never containing request bodies
+  // Case-insensitive header look-up; "" when absent.
+  std::string Header(std::string_view name) const;
+};
+
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  virtual void Send(HttpRequest request, std::function<void(HttpResponse)> done) = 0;
+};
+
+// The production client (cpprestsdk, asynchronous; one pooled client per scheme+host+port).
+std::unique_ptr<HttpClient> MakeCpprestHttpClient();
+
+// Parses a Retry-After value (delta-seconds or an HTTP-date relative to `now`); nullopt when absent or invalid.
+std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
+                                                         std::chrono::system_clock::time_point now);
+
+}  // namespace rightsd::connectors

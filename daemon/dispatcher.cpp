@@ -1,0 +1,390 @@
+#include "dispatcher.h"
+
+#include <poll.h>
+#include <sodium.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "crypto.h"
+#include "log.h"
+
+namespace rightsd {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class TokenBucket {
+ public:
+  TokenBucket(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst), at_(Clock::now()) {}
+  int Available() {
+    Refill();
+    return static_cast<int>(tokens_);
+  }
+  void Take(int n) { tokens_ -= n; }
+  Clock::duration UntilNext() {
+    Refill();
+    if (tokens_ >= 1) return Clock::duration::zero();
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>((1 - tokens_) / rate_));
+  }
+
+ private:
+  void Refill() {
+    const auto now = Clock::now();
+    tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - at_).count() * rate_);
+    at_ = now;
+  }
+  double rate_, burst_, tokens_;
+  Clock::time_point at_;
+};
+
+class TasksListener final : public pqxx::notification_receiver {
+ public:
+  explicit TasksListener(pqxx::connection& c) : pqxx::notification_receiver(c, "rightsd_tasks") {}
+  void operator()(const std::string&, int) override {}
+};
+
+}  // namespace
+
+struct Dispatcher::Shared {
+  std::string owner;
+  int event_fd = -1;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;     // the loop stops claiming
+  bool closed = false;       // committers stop; late outcomes are dropped (their leases were given back)
+  // What is queued for the committers: a task outcome or a callback delivery result.
+  struct Item {
+    std::optional<ClaimedTask> task;
+    connectors::Outcome outcome;
+    std::optional<CallbackDelivery> callback;
+    bool delivered = false;
+    std::string error;
+  };
+  std::deque<Item> queue;
+  std::map<std::string, ClaimedTask> in_flight;  // task id -> task
+  std::map<std::string, int> in_flight_by_system;
+  int callbacks_in_flight = 0;
+
+  void Wake() const {
+    const uint64_t one = 1;
+    if (event_fd >= 0) (void)!::write(event_fd, &one, sizeof one);
+  }
+  void Push(Item item) {
+    {
+      std::lock_guard lock(mu);
+      if (closed) return;
+      queue.push_back(std::move(item));
+    }
+    cv.notify_one();
+  }
+};
+
+Dispatcher::Dispatcher(DbPool& pool, Store& store, const DataMap& data_map, connectors::HttpClient* http,
+                       Options options, std::function<Timestamp()> now)
+    : pool_(pool),
+      store_(store),
+      data_map_(data_map),
+      http_(http),
+      options_(std::move(options)),
+      now_(std::move(now)),
+      shared_(std::make_shared<Shared>()) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  shared_->owner = fmt::format("{}:{}:{}", host, ::getpid(), NewUuid().substr(0, 8));
+  shared_->event_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+Dispatcher::~Dispatcher() {
+  Stop();
+  if (shared_->event_fd >= 0) {
+    std::lock_guard lock(shared_->mu);
+    ::close(shared_->event_fd);
+    shared_->event_fd = -1;
+  }
+}
+
+const std::string& Dispatcher::owner() const { return shared_->owner; }
+
+int Dispatcher::InFlight() const {
+  std::lock_guard lock(shared_->mu);
+  return static_cast<int>(shared_->in_flight.size());
+}
+
+void Dispatcher::Start() {
+  constexpr int kCommitters = 2;
+  for (int i = 0; i < kCommitters; ++i) committers_.emplace_back([this] { Committer(); });
+  loop_ = std::thread([this] { Loop(); });
+  LogInfo("dispatcher {}: started for {} systems", shared_->owner, data_map_.systems().size());
+}
+
+int Dispatcher::Stop() {
+  if (!loop_.joinable()) return 0;
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->stopping = true;
+  }
+  shared_->Wake();
+  loop_.join();
+  // Drain: in-flight tasks may still finish and be committed until the deadline.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.engine.drain_timeout_ms);
+  std::vector<std::string> leftover;
+  {
+    std::unique_lock lock(shared_->mu);
+    shared_->cv.wait_until(lock, deadline, [&] {
+      return shared_->in_flight.empty() && shared_->queue.empty() && shared_->callbacks_in_flight == 0;
+    });
+    for (const auto& [id, task] : shared_->in_flight) leftover.push_back(id);
+    shared_->closed = true;
+    shared_->queue.clear();
+  }
+  shared_->cv.notify_all();
+  for (auto& t : committers_) t.join();
+  committers_.clear();
+  if (!leftover.empty()) {
+    try {
+      store_.ReleaseLeases(leftover, shared_->owner);
+    } catch (const std::exception& e) {
+      LogWarning("dispatcher {}: could not give back {} tasks ({}); their leases will expire", shared_->owner,
+                 leftover.size(), e.what());
+    }
+  }
+  LogInfo("dispatcher {}: stopped; {} unfinished tasks given back", shared_->owner, leftover.size());
+  return static_cast<int>(leftover.size());
+}
+
+void Dispatcher::Committer() {
+  const RetryPolicy policy{std::chrono::milliseconds(options_.engine.backoff_base_ms),
+                           std::chrono::milliseconds(options_.engine.backoff_max_ms)};
+  for (;;) {
+    Shared::Item item;
+    {
+      std::unique_lock lock(shared_->mu);
+      shared_->cv.wait(lock, [&] { return shared_->closed || !shared_->queue.empty(); });
+      if (shared_->closed) return;
+      item = std::move(shared_->queue.front());
+      shared_->queue.pop_front();
+    }
+    if (item.callback) {
+      try {
+        store_.RecordCallbackResult(*item.callback, item.delivered, item.error, options_.callbacks.max_attempts,
+                                    policy);
+      } catch (const std::exception& e) {
+        LogWarning("callbacks: cannot record delivery {}: {}", item.callback->id, e.what());
+      }
+      std::lock_guard lock(shared_->mu);
+      --shared_->callbacks_in_flight;
+      shared_->cv.notify_all();
+      continue;
+    }
+    const ClaimedTask& task = *item.task;
+    bool committed = false;
+    for (int attempt = 0; attempt < 50 && !committed; ++attempt) {
+      try {
+        if (!store_.RecordOutcome(task, item.outcome, shared_->owner, policy, now_())) {
+          LogWarning("request {}: task {} outcome dropped: the lease was lost to another process", task.request_id,
+                     task.id);
+        }
+        committed = true;
+      } catch (const std::exception& e) {
+        // The database is away: keep the outcome and try again; if this process dies first, the lease expires
+        // and the task runs again (connectors are idempotent).
+        LogWarning("request {}: task {}: cannot record outcome yet: {}", task.request_id, task.id, e.what());
+        std::unique_lock lock(shared_->mu);
+        if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return;
+      }
+    }
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->in_flight.erase(task.id);
+      if (--shared_->in_flight_by_system[task.system] < 0) shared_->in_flight_by_system[task.system] = 0;
+    }
+    shared_->cv.notify_all();
+    shared_->Wake();
+  }
+}
+
+Dispatcher::ClaimResult Dispatcher::ClaimRound() {
+  // Only the loop thread claims, and each dispatcher has its own loop thread.
+  static thread_local std::map<std::string, TokenBucket> buckets;
+  ClaimResult result;
+  bool& more = result.more;
+  int total_free;
+  {
+    std::lock_guard lock(shared_->mu);
+    total_free = options_.engine.max_in_flight - static_cast<int>(shared_->in_flight.size());
+  }
+  for (const auto& sys : data_map_.systems()) {
+    if (total_free <= 0) break;
+    auto bucket = buckets.try_emplace(sys.name, sys.rate_per_second, sys.burst).first;
+    int free;
+    {
+      std::lock_guard lock(shared_->mu);
+      free = sys.max_concurrency - shared_->in_flight_by_system[sys.name];
+    }
+    const int tokens = bucket->second.Available();
+    if (tokens < 1 && free > 0) {
+      const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(bucket->second.UntilNext()) +
+                         std::chrono::milliseconds(1);
+      result.token_wait = result.token_wait ? std::min(*result.token_wait, until) : until;
+    }
+    const int limit = std::min({free, tokens, options_.engine.claim_batch, total_free});
+    if (limit <= 0) continue;
+    result.open_systems.push_back(sys.name);
+    const auto claimed =
+        store_.ClaimTasks({sys.name}, limit, shared_->owner, std::chrono::milliseconds(options_.engine.lease_ms));
+    if (static_cast<int>(claimed.size()) == limit) more = true;
+    bucket->second.Take(static_cast<int>(claimed.size()));
+    total_free -= static_cast<int>(claimed.size());
+    for (const auto& task : claimed) {
+      {
+        std::lock_guard lock(shared_->mu);
+        shared_->in_flight[task.id] = task;
+        ++shared_->in_flight_by_system[task.system];
+      }
+      connectors::TaskInput input;
+      input.request_id = task.request_id;
+      input.task_id = task.id;
+      input.system = task.system;
+      input.request_type = task.request_type;
+      input.action = connectors::ParseTaskAction(task.action).value_or(connectors::TaskAction::kAccess);
+      input.identities = task.identities;
+      input.corrections = task.corrections;
+      input.attempt = task.attempts;
+      input.continuation = task.continuation;
+      input.retain_basis = task.retain_basis;
+      std::weak_ptr<Shared> weak = shared_;
+      auto done = [weak, task](connectors::Outcome outcome) {
+        if (auto shared = weak.lock()) shared->Push(Shared::Item{task, std::move(outcome), std::nullopt, false, {}});
+      };
+      try {
+        sys.connector->Run(input, done);
+      } catch (const std::exception& e) {
+        // A connector must not throw; if one does, the task is retried like any transient failure.
+        LogError("system {}: connector threw: {}", sys.name, e.what());
+        done(connectors::Outcome::Retry(fmt::format("connector error: {}", e.what())));
+      }
+    }
+  }
+  return result;
+}
+
+void Dispatcher::DeliverCallbacks() {
+  if (options_.callback_secret.empty() || !http_) return;
+  {
+    std::lock_guard lock(shared_->mu);
+    if (shared_->callbacks_in_flight >= 16) return;
+  }
+  const auto due = store_.ClaimCallbacks(16, std::chrono::milliseconds(options_.callbacks.timeout_ms * 3));
+  for (const auto& d : due) {
+    {
+      std::lock_guard lock(shared_->mu);
+      ++shared_->callbacks_in_flight;
+    }
+    connectors::HttpRequest req;
+    req.method = "POST";
+    req.url = d.url;
+    req.body = d.body;
+    req.timeout = std::chrono::milliseconds(options_.callbacks.timeout_ms);
+    const long long t = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    req.headers = {{"Content-Type", "application/json"},
+                   {"Rightsd-Signature", CallbackSignature(options_.callback_secret, t, d.body)},
+                   {"Rightsd-Delivery", std::to_string(d.id)}};
+    std::weak_ptr<Shared> weak = shared_;
+    http_->Send(std::move(req), [weak, d](connectors::HttpResponse res) {
+      auto shared = weak.lock();
+      if (!shared) return;
+      const bool ok = res.status >= 200 && res.status < 300;
+      std::string error = ok ? "" : (res.status == 0 ? res.error : fmt::format("HTTP {}", res.status));
+      {
+        std::lock_guard lock(shared->mu);
+        if (shared->closed) {
+          --shared->callbacks_in_flight;
+          return;
+        }
+      }
+      shared->Push(Shared::Item{std::nullopt, {}, d, ok, error});
+    });
+  }
+}
+
+void Dispatcher::Loop() {
+  std::unique_ptr<pqxx::connection> listen;
+  std::unique_ptr<TasksListener> listener;
+  auto next_renewal = Clock::now() + std::chrono::milliseconds(options_.engine.lease_ms / 3);
+  for (;;) {
+    {
+      std::lock_guard lock(shared_->mu);
+      if (shared_->stopping) return;
+    }
+    auto wait = std::chrono::milliseconds(5000);
+    try {
+      if (!listen) {
+        listen = pool_.Connect();
+        listener = std::make_unique<TasksListener>(*listen);
+      }
+      if (Clock::now() >= next_renewal) {
+        std::vector<std::string> ids;
+        {
+          std::lock_guard lock(shared_->mu);
+          for (const auto& [id, task] : shared_->in_flight) ids.push_back(id);
+        }
+        store_.RenewLeases(ids, shared_->owner, std::chrono::milliseconds(options_.engine.lease_ms));
+        next_renewal = Clock::now() + std::chrono::milliseconds(options_.engine.lease_ms / 3);
+      }
+      DeliverCallbacks();
+      const ClaimResult claimed = ClaimRound();
+      if (claimed.more) continue;  // a full batch: there may be more right now
+      // Systems at their concurrency limit are woken by a completion (eventfd), rate-limited ones by their next
+      // token; the others by NOTIFY or by the earliest task that falls due.
+      if (const auto due = store_.NextDue(claimed.open_systems)) {
+        const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(*due - now_());
+        wait = std::clamp(until, std::chrono::milliseconds(1), wait);
+      }
+      if (claimed.token_wait) wait = std::min(wait, *claimed.token_wait);
+    } catch (const std::exception& e) {
+      LogWarning("dispatcher {}: {}; retrying in 1 s", shared_->owner, e.what());
+      listener.reset();
+      listen.reset();
+      wait = std::chrono::milliseconds(1000);
+    }
+    // A system at its concurrency or rate limit is looked at again when a slot or a token frees up.
+    wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::milliseconds(options_.engine.lease_ms / 3)));
+    pollfd fds[2] = {{shared_->event_fd, POLLIN, 0}, {listen ? listen->sock() : -1, POLLIN, 0}};
+    ::poll(fds, listen ? 2 : 1, static_cast<int>(wait.count()));
+    uint64_t drained;
+    while (::read(shared_->event_fd, &drained, sizeof drained) > 0) {
+    }
+    if (listen) {
+      try {
+        listen->get_notifs();
+      } catch (const std::exception&) {
+        listener.reset();
+        listen.reset();
+      }
+    }
+  }
+}
+
+std::string CallbackSignature(const std::string& secret, long long unix_seconds, const std::string& body) {
+  const std::string signed_text = std::to_string(unix_seconds) + "." + body;
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(secret.data()), secret.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size());
+  crypto_auth_hmacsha256_final(&state, mac);
+  return fmt::format("t={},v1={}", unix_seconds, ToHex(std::string_view(reinterpret_cast<const char*>(mac), sizeof mac)));
+}
+
+}  // namespace rightsd

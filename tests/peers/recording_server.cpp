@@ -1,0 +1,82 @@
+#include "peers/recording_server.h"
+
+#include <stdexcept>
+#include <utility>
+
+namespace rightsd::test {
+
+namespace {
+// httplib runs the pre-routing handler before it reads a request body, and the post-routing handler on the same
+// thread after the route's handler, before the response is written: the call recorded by the first gets its body
+// from the second. (pre, post) of one request never interleave with another request on that thread.
+struct OpenCall {
+  const RecordingServer* server = nullptr;
+  std::size_t index = 0;
+};
+thread_local OpenCall t_open_call;
+}  // namespace
+
+RecordingServer::RecordingServer() {
+  server_.new_task_queue = [] { return new httplib::ThreadPool(16); };
+  server_.set_tcp_nodelay(true);
+  server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+    std::string target = req.path;
+    if (!req.params.empty()) {
+      target += "?";
+      bool first = true;
+      for (const auto& [k, v] : req.params) {
+        if (!first) target += "&";
+        first = false;
+        target += k + "=" + v;
+      }
+    }
+    std::lock_guard lock(mu_);
+    calls_.push_back(RecordedCall{req.method, req.path, target, req.body, req.headers, std::chrono::steady_clock::now()});
+    t_open_call = OpenCall{this, calls_.size() - 1};
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server_.set_post_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+    OpenCall open = std::exchange(t_open_call, OpenCall{});
+    if (open.server != this || req.body.empty()) return;
+    std::lock_guard lock(mu_);
+    // ClearCalls() may have run while the handler did.
+    if (open.index < calls_.size() && calls_[open.index].method == req.method && calls_[open.index].path == req.path) {
+      calls_[open.index].body = req.body;
+    }
+  });
+  port_ = server_.bind_to_any_port("127.0.0.1");
+  if (port_ <= 0) throw std::runtime_error("test peer: cannot bind 127.0.0.1:0");
+}
+
+RecordingServer::~RecordingServer() { Stop(); }
+
+void RecordingServer::Start() {
+  // The socket is already bound and listening: connections made before the thread accepts simply queue.
+  thread_ = std::thread([this] { server_.listen_after_bind(); });
+}
+
+void RecordingServer::Stop() {
+  server_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::vector<RecordedCall> RecordingServer::Calls() const {
+  std::lock_guard lock(mu_);
+  return calls_;
+}
+
+std::vector<RecordedCall> RecordingServer::CallsTo(std::string_view method, std::string_view path_prefix) const {
+  std::lock_guard lock(mu_);
+  std::vector<RecordedCall> out;
+  for (const auto& c : calls_) {
+    if (c.method == method && std::string_view(c.path).starts_with(path_prefix)) out.push_back(c);
+  }
+  return out;
+}
+
+void RecordingServer::ClearCalls() {
+  std::lock_guard lock(mu_);
+  calls_.clear();
+}
+
+}  // namespace rightsd::test
