@@ -735,7 +735,7 @@ bool Store::RecordOutcome(const ClaimedTask& task, const Outcome& outcome, const
     if (updated.affected_rows() == 0) return false;
     if (state != "pending" && state != "running") {
       json detail = {{"task", task.id}, {"system", task.system}, {"action", task.action},
-                     {"attempts", task.attempts}};
+                     {"attempts", task.attempts}, {"worker", owner}};
       if (error) detail["error"] = *error;
       AppendAudit(txn, task.request_id, "system:engine", "task_" + state, detail);
       if (state == "failed") {

@@ -63,7 +63,7 @@ std::string DeleteBody(const std::string& email) {
 
 }  // namespace
 
-TEST_CASE("engine: a verified delete fans out to every system; a retain system records retained_exempt",
+TEST_CASE("engine: a verified delete fans out to every system, a retain system records retained_exempt",
           "[engine][integration]") {
   DaemonEnv env(true, kNoopSystems);
   Daemon d(env);
@@ -103,7 +103,7 @@ TEST_CASE("engine: opt-out fans out at intake without verification", "[engine][i
   for (const auto& t : done["tasks"]) CHECK(t["action"] == "opt_out");
 }
 
-TEST_CASE("engine: a manual task waits for a person; an admin closes a request with failed tasks",
+TEST_CASE("engine: a manual task waits for a person, an admin closes a request with failed tasks",
           "[engine][integration]") {
   DaemonEnv env(true, R"(
 [[systems]]

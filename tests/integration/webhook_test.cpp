@@ -482,7 +482,7 @@ TEST_CASE("webhook: a processor nobody answers for is a retry", "[webhook]") {
   CHECK(outcome.kind == OutcomeKind::kRetry);
 }
 
-TEST_CASE("webhook: signed callbacks verify; tampered or foreign ones do not", "[webhook]") {
+TEST_CASE("webhook: signed callbacks verify, tampered or foreign ones do not", "[webhook]") {
   RecordingServer controller;
   controller.server().Post("/v1/callbacks/opendsr",
                            [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
