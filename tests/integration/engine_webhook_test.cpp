@@ -3,6 +3,7 @@
 // status callbacks that wake a task.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -229,4 +230,52 @@ TEST_CASE("engine: a signed OpenDSR status callback wakes the task, a forged one
   CHECK(forged.content_type == "application/problem+json");
   const auto unknown = d.Call("POST", "/v1/callbacks/opendsr", "", R"({"subject_request_id":"nope"})");
   CHECK(unknown.status == 401);
+}
+
+TEST_CASE("engine: a system's rate limit is never exceeded", "[engine][webhook][integration]") {
+  OpenDsrPeer peer(CompleteAfterPolls(1));
+  peer.Start();
+  peer.SetDelay(std::chrono::milliseconds(150));
+  DaemonEnv env(true);
+  peer.WriteCertificatePem(env.dir() / "processor.pem");
+  // 4 calls a second with a burst of 1, and never more than 2 at once.
+  std::string systems = Systems(peer, 1);
+  systems.replace(systems.find("max_attempts = 8"), std::string("max_attempts = 8").size(),
+                  "max_attempts = 8\nrate_per_second = 4\nburst = 1\nmax_concurrency = 2");
+  env.WriteConfig(env.db().url(), systems);
+  Daemon d(env);
+  REQUIRE(d.WaitReady());
+  for (int i = 0; i < 6; ++i) SubmitVerified(d, env, "delete", fmt::format("rate{}@example.com", i));
+  REQUIRE(Eventually([&] { return env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == "6"; }, 60));
+  auto calls = peer.recorder().CallsTo("POST", "/v2/requests");
+  const auto polls = peer.recorder().CallsTo("GET", "/v2/requests/");
+  calls.insert(calls.end(), polls.begin(), polls.end());
+  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.at < b.at; });
+  REQUIRE(calls.size() >= 12);  // 6 submissions and 6 completing polls
+  // A token bucket of 4/s with a burst of 1 starts a task at most every 250 ms, so 5 calls span at least 1 s
+  // when claimed. They are timed here on arrival at the peer, after connection set-up that varies by call, so
+  // the check allows 250 ms of that jitter; without the limit all 12 calls arrive within a few milliseconds.
+  for (std::size_t i = 0; i + 4 < calls.size(); ++i) {
+    INFO("calls " << i << " to " << i + 4);
+    CHECK(calls[i + 4].at - calls[i].at >= std::chrono::milliseconds(750));
+  }
+  CHECK(calls.back().at - calls.front().at >= std::chrono::milliseconds(2500));
+}
+
+TEST_CASE("engine: the shipped example config passes check-config", "[engine][integration]") {
+  DaemonEnv env(false);
+  // The example names credential files and a holidays file next to it; provide them.
+  std::filesystem::copy_file(SourceDir() + "/systemd/rightsd.example.toml", env.dir() / "example.toml");
+  std::filesystem::copy_file(SourceDir() + "/systemd/holidays-ca.txt", env.dir() / "holidays-ca.txt");
+  OpenDsrPeer peer;
+  peer.WriteCertificatePem(env.dir() / "telehealth-processor.pem");
+  std::ofstream(env.dir() / "telehealth.token") << "demo-token\n";
+  std::ofstream(env.dir() / "callbacks.secret") << std::string(48, 's') << "\n";
+  const auto r = env.Cli({"check-config", "--config", (env.dir() / "example.toml").string()});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  // And it ships no noop system.
+  std::ifstream in(SourceDir() + "/systemd/rightsd.example.toml");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("\"noop\"") == std::string::npos);
 }
