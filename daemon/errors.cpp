@@ -17,6 +17,7 @@ constexpr std::array kProblems = {
         {415, "urn:rightsd:problem:unsupported-media-type", "The body must be application/json"}},
     Row{ErrorCode::kPayloadTooLarge, {413, "urn:rightsd:problem:payload-too-large", "The request body is too large"}},
     Row{ErrorCode::kUnauthenticated, {401, "urn:rightsd:problem:unauthenticated", "A valid bearer token is required"}},
+    Row{ErrorCode::kBadSignature, {401, "urn:rightsd:problem:bad-signature", "The callback's signature does not verify"}},
     Row{ErrorCode::kForbidden, {403, "urn:rightsd:problem:forbidden", "The token's role may not do this"}},
     Row{ErrorCode::kNotFound, {404, "urn:rightsd:problem:not-found", "No such resource"}},
     Row{ErrorCode::kMethodNotAllowed, {405, "urn:rightsd:problem:method-not-allowed", "Method not allowed here"}},

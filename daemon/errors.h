@@ -15,6 +15,7 @@ enum class ErrorCode {
   kUnsupportedMediaType,  // body is not application/json
   kPayloadTooLarge,
   kUnauthenticated,
+  kBadSignature,          // a peer's signed callback that does not verify
   kForbidden,
   kNotFound,
   kMethodNotAllowed,

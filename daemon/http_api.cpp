@@ -494,7 +494,8 @@ void HttpApi::Routes() {
                  const SystemPlan* plan = system ? deps_.data_map->Find(*system) : nullptr;
                  auto header = [&req](std::string_view name) { return req.get_header_value(std::string(name).c_str()); };
                  if (!plan || !plan->connector->VerifyCallback(req.body, header)) {
-                   throw ApiError(ErrorCode::kUnauthenticated, "the callback's signature does not verify");
+                   throw ApiError(ErrorCode::kBadSignature,
+                                  "the callback's signature does not verify against the processor's certificate");
                  }
                  deps_.store.WakeTask(*task_id);
                  res.status = 204;

@@ -20,7 +20,7 @@ std::string Normalize(const std::string& key) {
 
 // Field names (lower-case, punctuation removed) that name a forbidden item; matched as substrings.
 constexpr std::array<std::string_view, 26> kForbiddenKeyParts = {
-    "ssn",           "socialsecurity", "taxpayerid",      "itin",          "driverslicense", "driverlicense",
+    "ssn",           "socialsecurity", "taxpayerid",      "taxid",         "driverslicense", "driverlicense",
     "licensenumber", "passport",       "governmentid",    "nationalid",    "stateid",        "accountnumber",
     "bankaccount",   "routingnumber",  "cardnumber",      "creditcard",    "iban",           "medicalid",
     "memberid",      "insuranceid",    "policynumber",    "healthplanid",  "password",       "securityquestion",
@@ -30,6 +30,7 @@ constexpr std::array<std::string_view, 26> kForbiddenKeyParts = {
 bool IsForbiddenKey(const std::string& key) {
   const std::string k = Normalize(key);
   if (k == "mrn" || k == "medicalrecordnumber") return false;  // the organisation's own patient id, not an insurance id
+  if (k == "itin" || k.ends_with("itin")) return true;          // individual taxpayer id (not "waiting_list")
   return std::any_of(kForbiddenKeyParts.begin(), kForbiddenKeyParts.end(),
                      [&](std::string_view part) { return k.find(part) != std::string::npos; }) ||
          k.find("fingerprint") != std::string::npos || k.find("faceprint") != std::string::npos ||

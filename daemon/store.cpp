@@ -323,8 +323,14 @@ void Store::Apply(const std::string& id, const ActionInput& action, const Princi
                        fmt::format("{} tasks are still pending or running; wait for them or let them fail first",
                                    open[0].as<long>()));
       }
+      if (open[1].as<long>() == 0) {
+        throw ApiError(ErrorCode::kTransitionNotAllowed,
+                       "no task has failed: a request whose tasks all finish completes by itself");
+      }
     }
     ApplyLocked(txn, r, action, by, now);
+    // What the systems that did answer returned is still the consumer's to receive.
+    if (action.event == RequestEvent::kCompletePartially && r.type == RequestType::kAccess) SealPackage(txn, id, now);
   });
 }
 
@@ -541,6 +547,43 @@ void Store::EnqueueCallback(pqxx::work& txn, const RequestRecord& r, RequestStat
                   *r.callback_url, body.dump());
 }
 
+void Store::SealPackage(pqxx::work& txn, const std::string& request_id, Timestamp now) {
+  json systems = json::object();
+  json retained = json::array();
+  json not_found = json::array();
+  json not_answered = json::array();  // failed systems of a request an admin closed as partially completed
+  for (const auto& t : txn.exec_params(
+           "SELECT id::text, system, state, encode(records_sealed, 'hex'), retain_basis FROM tasks "
+           "WHERE request_id = $1::uuid ORDER BY system",
+           request_id)) {
+    const std::string task_id = t[0].as<std::string>();
+    const std::string system = t[1].as<std::string>();
+    const std::string state = t[2].as<std::string>();
+    if (state == "retained_exempt") {
+      retained.push_back({{"system", system}, {"basis", t[4].is_null() ? "" : t[4].as<std::string>()}});
+    } else if (state == "not_found") {
+      not_found.push_back(system);
+    } else if (state == "failed") {
+      not_answered.push_back(system);
+    }
+    if (t[3].is_null()) continue;
+    const auto opened = cipher_.Open(*FromHex(t[3].c_str()), TaskRecordsContext(task_id));
+    if (!opened) throw std::runtime_error(fmt::format("task {}: records do not open with the configured key", task_id));
+    systems[system] = RedactForDisclosure(json::parse(*opened));
+  }
+  const json package = {{"request_id", request_id},
+                        {"generated_at", FormatRfc3339(now)},
+                        {"systems", systems},
+                        {"retained_exempt", retained},
+                        {"not_found", not_found},
+                        {"not_answered", not_answered},
+                        {"withheld_items_note", kWithheldStatement}};
+  txn.exec_params(
+      "INSERT INTO request_packages (request_id, package_sealed) VALUES ($1::uuid, decode($2, 'hex')) "
+      "ON CONFLICT (request_id) DO NOTHING",
+      request_id, ToHex(cipher_.Seal(package.dump(), PackageContext(request_id))));
+}
+
 void Store::CompleteIfFinished(pqxx::work& txn, const std::string& request_id, Timestamp now) {
   const auto rows = txn.exec_params(
       fmt::format("SELECT {} FROM requests r WHERE r.id = $1::uuid FOR UPDATE", kRequestColumns), request_id);
@@ -554,38 +597,7 @@ void Store::CompleteIfFinished(pqxx::work& txn, const std::string& request_id, T
   const long total = counts[0].as<long>();
   if (total == 0 || counts[1].as<long>() != total) return;
 
-  if (r.type == RequestType::kAccess) {
-    json systems = json::object();
-    json retained = json::array();
-    json not_found = json::array();
-    for (const auto& t : txn.exec_params(
-             "SELECT id::text, system, state, encode(records_sealed, 'hex'), retain_basis FROM tasks "
-             "WHERE request_id = $1::uuid ORDER BY system",
-             request_id)) {
-      const std::string task_id = t[0].as<std::string>();
-      const std::string system = t[1].as<std::string>();
-      const std::string state = t[2].as<std::string>();
-      if (state == "retained_exempt") {
-        retained.push_back({{"system", system}, {"basis", t[4].is_null() ? "" : t[4].as<std::string>()}});
-      } else if (state == "not_found") {
-        not_found.push_back(system);
-      }
-      if (t[3].is_null()) continue;
-      const auto opened = cipher_.Open(*FromHex(t[3].c_str()), TaskRecordsContext(task_id));
-      if (!opened) throw std::runtime_error(fmt::format("task {}: records do not open with the configured key", task_id));
-      systems[system] = RedactForDisclosure(json::parse(*opened));
-    }
-    const json package = {{"request_id", request_id},
-                          {"generated_at", FormatRfc3339(now)},
-                          {"systems", systems},
-                          {"retained_exempt", retained},
-                          {"not_found", not_found},
-                          {"withheld_items_note", kWithheldStatement}};
-    txn.exec_params(
-        "INSERT INTO request_packages (request_id, package_sealed) VALUES ($1::uuid, decode($2, 'hex')) "
-        "ON CONFLICT (request_id) DO NOTHING",
-        request_id, ToHex(cipher_.Seal(package.dump(), PackageContext(request_id))));
-  }
+  if (r.type == RequestType::kAccess) SealPackage(txn, request_id, now);
   ActionInput complete;
   complete.event = RequestEvent::kComplete;
   complete.detail = {{"tasks", total}};
@@ -761,27 +773,42 @@ std::optional<Timestamp> Store::NextDue(const std::vector<std::string>& systems)
   });
 }
 
+namespace {
+
+struct LockedTask {
+  std::string request_status;
+  std::string state;
+  std::string system;
+};
+
+// The request row locked (as every change to a request does) and its task read; 404 for either missing.
+LockedTask LockTask(pqxx::work& txn, const std::string& request_id, const std::string& task_id) {
+  const auto req = txn.exec_params("SELECT status FROM requests WHERE id = $1::uuid FOR UPDATE", request_id);
+  if (req.empty()) throw ApiError(ErrorCode::kNotFound, "no request with this id");
+  const auto task = txn.exec_params("SELECT state, system FROM tasks WHERE id = $1::uuid AND request_id = $2::uuid",
+                                    task_id, request_id);
+  if (task.empty()) throw ApiError(ErrorCode::kNotFound, "no such task on this request");
+  return LockedTask{req[0][0].as<std::string>(), task[0][0].as<std::string>(), task[0][1].as<std::string>()};
+}
+
+}  // namespace
+
 void Store::RetryTask(const std::string& request_id, const std::string& task_id, const Principal& by, Timestamp) {
   if (!IsUuid(request_id) || !IsUuid(task_id)) throw ApiError(ErrorCode::kNotFound, "no such task");
   WithTransaction(pool_, [&](pqxx::work& txn) {
-    const auto req = txn.exec_params("SELECT status FROM requests WHERE id = $1::uuid FOR UPDATE", request_id);
-    if (req.empty()) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-    const auto task = txn.exec_params("SELECT state, system FROM tasks WHERE id = $1::uuid AND request_id = $2::uuid",
-                                      task_id, request_id);
-    if (task.empty()) throw ApiError(ErrorCode::kNotFound, "no such task on this request");
-    if (task[0][0].as<std::string>() != "failed") {
+    const LockedTask task = LockTask(txn, request_id, task_id);
+    if (task.state != "failed") {
       throw ApiError(ErrorCode::kTransitionNotAllowed,
-                     fmt::format("only a failed (dead-lettered) task can be retried; this one is {}",
-                                 task[0][0].as<std::string>()));
+                     fmt::format("only a failed (dead-lettered) task can be retried; this one is {}", task.state));
     }
-    if (req[0][0].as<std::string>() != "in_progress") {
+    if (task.request_status != "in_progress") {
       throw ApiError(ErrorCode::kTransitionNotAllowed, "the request is no longer in progress");
     }
     txn.exec_params(
         "UPDATE tasks SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL, "
         "finished_at = NULL, continuation = NULL, updated_at = now() WHERE id = $1::uuid",
         task_id);
-    AppendAudit(txn, request_id, by.name, "task_retry", {{"task", task_id}, {"system", task[0][1].as<std::string>()}});
+    AppendAudit(txn, request_id, by.name, "task_retry", {{"task", task_id}, {"system", task.system}});
   });
 }
 
@@ -789,12 +816,11 @@ void Store::CompleteTaskManually(const std::string& request_id, const std::strin
                                  const std::string& note, const Principal& by, Timestamp now) {
   if (!IsUuid(request_id) || !IsUuid(task_id)) throw ApiError(ErrorCode::kNotFound, "no such task");
   WithTransaction(pool_, [&](pqxx::work& txn) {
-    const auto req = txn.exec_params("SELECT status FROM requests WHERE id = $1::uuid FOR UPDATE", request_id);
-    if (req.empty()) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-    const auto task = txn.exec_params("SELECT state, system FROM tasks WHERE id = $1::uuid AND request_id = $2::uuid",
-                                      task_id, request_id);
-    if (task.empty()) throw ApiError(ErrorCode::kNotFound, "no such task on this request");
-    const std::string state = task[0][0].as<std::string>();
+    const LockedTask task = LockTask(txn, request_id, task_id);
+    const std::string& state = task.state;
+    if (task.request_status != "in_progress") {
+      throw ApiError(ErrorCode::kTransitionNotAllowed, "the request is no longer in progress");
+    }
     if (state != "needs_manual" && state != "failed") {
       throw ApiError(ErrorCode::kTransitionNotAllowed,
                      fmt::format("only a needs_manual or failed task can be completed by hand; this one is {}", state));
@@ -806,7 +832,7 @@ void Store::CompleteTaskManually(const std::string& request_id, const std::strin
         "WHERE id = $1::uuid",
         task_id, outcome, receipt.dump(), note.empty() ? "failed by hand" : note);
     AppendAudit(txn, request_id, by.name, "task_" + outcome,
-                {{"task", task_id}, {"system", task[0][1].as<std::string>()}, {"manual", true}});
+                {{"task", task_id}, {"system", task.system}, {"manual", true}});
     CompleteIfFinished(txn, request_id, now);
   });
 }

@@ -214,6 +214,8 @@ class Store {
   void ApplyLocked(pqxx::work& txn, RequestRecord& r, const ActionInput& action, const Principal& by, Timestamp now);
   void InsertTasks(pqxx::work& txn, const std::string& request_id, RequestType type, LocalDate respond_by);
   void EnqueueCallback(pqxx::work& txn, const RequestRecord& r, RequestStatus from, Timestamp now);
+  // Seals the access package from what the request's tasks returned (redacted per 11 CCR §7024(d)).
+  void SealPackage(pqxx::work& txn, const std::string& request_id, Timestamp now);
   // Completes an in_progress request whose tasks are all finished; builds the access package.
   void CompleteIfFinished(pqxx::work& txn, const std::string& request_id, Timestamp now);
 

@@ -21,6 +21,8 @@ TEST_CASE("engine: package withholds forbidden items by field name", "[engine][p
                      {"security_answer", "Fluffy"},
                      {"biometric_template", "base64..."},
                      {"mrn", "MRN-77"},
+                     {"waiting_list", "cardiology"},
+                     {"ITIN", "912-70-1234"},
                      {"phone", "415-555-0100"}}})}};
   const json out = RedactForDisclosure(records);
   const json& r = out["identifiers"][0];
@@ -31,6 +33,8 @@ TEST_CASE("engine: package withholds forbidden items by field name", "[engine][p
   }
   // The organisation's own record number, the email and a phone number are the person's to see.
   CHECK(r["mrn"] == "MRN-77");
+  CHECK(r["waiting_list"] == "cardiology");  // contains "itin" but is no taxpayer id
+  CHECK(r["ITIN"] == kWithheldStatement);
   CHECK(r["email"] == "jane@example.com");
   CHECK(r["phone"] == "415-555-0100");
 }
