@@ -87,9 +87,10 @@ rightsd::install_deps() {
 # Build
 # ---------------------------------------------------------------------------
 
-# rightsd::build [extra cmake configure args...]
+# rightsd::build [extra cmake configure args...]   (into $RIGHTSD_ROOT/${RIGHTSD_BUILD_DIR:-build})
 rightsd::build() {
-    local -a args=(-S "$RIGHTSD_ROOT" -B "$RIGHTSD_ROOT/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+    local dir="$RIGHTSD_ROOT/${RIGHTSD_BUILD_DIR:-build}"
+    local -a args=(-S "$RIGHTSD_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
     if command -v ccache >/dev/null 2>&1; then
         args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     fi
@@ -99,7 +100,7 @@ rightsd::build() {
         rightsd::err "cmake configure failed (${args[*]})"
         return 1
     fi
-    if ! cmake --build "$RIGHTSD_ROOT/build" -j2; then
+    if ! cmake --build "$dir" -j2; then
         rightsd::err "build failed"
         return 1
     fi
