@@ -37,6 +37,15 @@ TEST_CASE("authz: role matrix over every endpoint", "[authz][integration]") {
       {"POST", "/v1/requests/{id}/extend", R"({"reason":"volume"})", {401, 401, 200, 403, 200, 403}},
       {"POST", "/v1/requests/{id}/deny", R"({"reason":"not_a_consumer"})", {401, 401, 200, 403, 200, 403}},
       {"POST", "/v1/requests/{id}/cancel", "", {401, 401, 200, 403, 200, 403}},
+      // Engine endpoints. An admin gets past authorisation and then 409/404: no task has failed, none exists.
+      {"POST", "/v1/requests/{id}/complete", "", {401, 401, 403, 403, 409, 403}},
+      {"GET", "/v1/requests/{id}/package", "", {401, 401, 404, 403, 404, 403}},
+      {"POST", "/v1/requests/{id}/tasks/00000000-0000-4000-8000-000000000000/retry", "",
+       {401, 401, 403, 403, 404, 403}},
+      {"POST", "/v1/requests/{id}/tasks/00000000-0000-4000-8000-000000000000/complete", R"({"outcome":"done"})",
+       {401, 401, 404, 403, 404, 403}},
+      // Authenticated by the processor's signature, not a token: a body naming no request is refused for everyone.
+      {"POST", "/v1/callbacks/opendsr", "{}", {422, 422, 422, 422, 422, 422}},
   };
   const std::array<std::string, 6> who = {"", "rtd_not-a-real-token", env.token("submitter"), env.token("viewer"),
                                           env.token("admin"), env.token("auditor")};
