@@ -30,8 +30,10 @@
 //   between POST and saving the outcome) and the status is handled as a poll; if not, the POST's error stands.
 // - Results: the specification leaves the transfer of access results out of scope; the status response's
 //   results_url is fetched (with the bearer token only if it is on base_url's origin) and read as JSON: an object
-//   of arrays is taken as categories, an array as the records of one category -- the data map's category when the
-//   system has exactly one, else "webhook". Anything else needs a person. No records at all is kNotFound.
+//   of arrays is taken as categories; an array, or any other object, as the records of one category -- the data
+//   map's category when the system has exactly one, else "webhook". Anything else (not JSON: a zip, say) needs a
+//   person. No records at all is kNotFound; a completed access request without results_url needs a person too,
+//   unless its results_count is 0.
 // - Status answers and callbacks are checked against processor_certificate_file when it is set: a signature that
 //   does not verify fails the task (someone must look at the key or the path to the processor). A certificate (not
 //   a bare public key) must also match the X-OpenDSR-Processor-Domain header of a callback.
@@ -424,19 +426,19 @@ class Job : public std::enable_shared_from_this<Job> {
 
   // After a POST was refused: does the processor already hold this subject_request_id?
   void CheckExisting(HttpResponse refused) {
-    Send("GET", RequestUrl(config_->base_url) + "/" + input_.task_id, "",
+    Send("GET", StatusUrl(), "",
          [self = shared_from_this(), refused = std::move(refused)](HttpResponse response) {
            if (response.status == 404) {
              self->Finish(self->PeerFailure(refused, "submitting the request"));
            } else {
-             self->already_submitted_ = response.status == 200;
+             self->already_submitted_ = response.status >= 200 && response.status < 300;
              self->HandleStatus(response);
            }
          });
   }
 
   void Poll() {
-    Send("GET", RequestUrl(config_->base_url) + "/" + input_.task_id, "",
+    Send("GET", StatusUrl(), "",
          [self = shared_from_this()](HttpResponse response) {
            if (response.status == 404) {
              // The processor has no such request (lost, purged, or the POST never landed): submit it again.
@@ -448,7 +450,7 @@ class Job : public std::enable_shared_from_this<Job> {
   }
 
   void HandleStatus(const HttpResponse& response) {
-    if (response.status != 200) {
+    if (response.status < 200 || response.status >= 300) {
       Finish(PeerFailure(response, "reading the request's status"));
       return;
     }
@@ -636,6 +638,19 @@ class Job : public std::enable_shared_from_this<Job> {
 
   static std::string RequestUrl(const std::string& base) { return base + "/requests"; }
 
+  // Task ids are UUIDs, but a path segment is built from them all the same.
+  std::string StatusUrl() const {
+    std::string out = RequestUrl(config_->base_url) + "/";
+    for (unsigned char c : input_.task_id) {
+      if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out += fmt::format("%{:02X}", c);
+      }
+    }
+    return out;
+  }
+
   static bool IsTransient(const HttpResponse& r) {
     return r.status == 0 || r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500;
   }
@@ -750,7 +765,8 @@ class WebhookConnector final : public Connector {
     json doc = json::parse(body, nullptr, false);
     if (!doc.is_object()) return false;
     if (!config_->callback_url.empty() && doc.contains("status_callback_url") &&
-        doc["status_callback_url"].is_string() && doc["status_callback_url"].get<std::string>() != config_->callback_url) {
+        doc["status_callback_url"].is_string() &&
+        doc["status_callback_url"].get<std::string>() != config_->callback_url) {
       return false;
     }
     return true;
@@ -784,7 +800,8 @@ std::unique_ptr<Connector> MakeWebhookConnector(const nlohmann::json& settings, 
   config->regulation = SettingString(settings, "regulation");
   if (config->regulation.empty()) config->regulation = "ccpa";
   if (settings.contains("poll_interval_seconds") && settings["poll_interval_seconds"].is_number_integer()) {
-    config->poll_interval = std::chrono::seconds(std::max<long long>(1, settings["poll_interval_seconds"].get<long long>()));
+    config->poll_interval =
+        std::chrono::seconds(std::max<long long>(1, settings["poll_interval_seconds"].get<long long>()));
   }
   if (settings.contains("timeout_ms") && settings["timeout_ms"].is_number_integer()) {
     config->timeout = std::chrono::milliseconds(std::max<long long>(1, settings["timeout_ms"].get<long long>()));

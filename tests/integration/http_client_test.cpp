@@ -203,6 +203,20 @@ TEST_CASE("connector: http client does not follow redirects", "[connector]") {
   CHECK(peer.CallsTo("GET", "/elsewhere").empty());
 }
 
+TEST_CASE("connector: http client recovers when the peer closed an idle pooled connection", "[connector]") {
+  RecordingServer peer;
+  peer.server().set_keep_alive_timeout(1);
+  peer.server().Get("/ping",
+                    [](const httplib::Request&, httplib::Response& res) { res.set_content("pong", "text/plain"); });
+  peer.Start();
+  auto client = MakeCpprestHttpClient();
+  CHECK(SendAndWait(*client, GetRequest(peer.base_url() + "/ping")).body == "pong");
+  std::this_thread::sleep_for(1500ms);  // the peer has closed the kept-alive connection by now
+  HttpResponse again = SendAndWait(*client, GetRequest(peer.base_url() + "/ping"));
+  CHECK(again.status == 200);
+  CHECK(again.body == "pong");
+}
+
 TEST_CASE("connector: http client reports a refused connection as status 0", "[connector]") {
   RefusingPort nobody;
   auto client = MakeCpprestHttpClient();

@@ -40,7 +40,8 @@ RecordingServer::RecordingServer() {
     if (open.server != this || req.body.empty()) return;
     std::lock_guard lock(mu_);
     // ClearCalls() may have run while the handler did.
-    if (open.index < calls_.size() && calls_[open.index].method == req.method && calls_[open.index].path == req.path) {
+    if (open.index < calls_.size() && calls_[open.index].method == req.method &&
+        calls_[open.index].path == req.path) {
       calls_[open.index].body = req.body;
     }
   });
@@ -53,6 +54,12 @@ RecordingServer::~RecordingServer() { Stop(); }
 void RecordingServer::Start() {
   // The socket is already bound and listening: connections made before the thread accepts simply queue.
   thread_ = std::thread([this] { server_.listen_after_bind(); });
+  // httplib's stop() does nothing until the listening loop has marked itself running, and the loop then never
+  // ends: a test that stops its peer right after starting it (no call made) would hang in Stop's join.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!server_.is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void RecordingServer::Stop() {

@@ -392,7 +392,9 @@ struct OpenDsrPeer::Impl {
     std::unique_lock lock(mu);
     const std::string id = req.matches[1];
     auto it = requests.find(id);
-    if (it == requests.end()) return SendError(res, 404, "The specified subject request id could not be found.", "NotFound");
+    if (it == requests.end()) {
+      return SendError(res, 404, "The specified subject request id could not be found.", "NotFound");
+    }
     StoredRequest& r = it->second;
     ++r.polls;
     if (r.status == "pending" || r.status == "in_progress") {
@@ -409,7 +411,9 @@ struct OpenDsrPeer::Impl {
     std::unique_lock lock(mu);
     const std::string id = req.matches[1];
     auto it = requests.find(id);
-    if (it == requests.end()) return SendError(res, 404, "The specified subject request id could not be found.", "NotFound");
+    if (it == requests.end()) {
+      return SendError(res, 404, "The specified subject request id could not be found.", "NotFound");
+    }
     if (it->second.status != "pending") {
       return SendError(res, 400, "Cancellation is valid in status pending only.", "InvalidOperationException");
     }
