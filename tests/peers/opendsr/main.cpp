@@ -1,6 +1,6 @@
 // opendsr_peer: the OpenDSR processor simulator as a program of its own, for the demo (scripts/run).
 //   opendsr_peer [--port N] [--complete-after-polls K] [--complete-after-seconds S] [--public-key-out FILE]
-//                [--certificate-out FILE]
+//                [--certificate-out FILE] [--demo-records-for EMAIL]
 // Serves on 127.0.0.1 until SIGTERM or SIGINT. The OpenDSR root to configure as the webhook's base_url is the
 // printed URL followed by /v2.
 #include <signal.h>
@@ -19,7 +19,7 @@ namespace {
 
 int Usage() {
   std::cerr << "usage: opendsr_peer [--port N] [--complete-after-polls K] [--complete-after-seconds S]\n"
-               "                    [--public-key-out FILE] [--certificate-out FILE]\n";
+               "                    [--public-key-out FILE] [--certificate-out FILE] [--demo-records-for EMAIL]\n";
   return 2;
 }
 
@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   rightsd::test::OpenDsrPeerOptions options;
   std::string public_key_out;
   std::string certificate_out;
+  std::string demo_email;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) return Usage();
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
       public_key_out = value;
     } else if (arg == "--certificate-out") {
       certificate_out = value;
+    } else if (arg == "--demo-records-for") {
+      demo_email = value;
     } else {
       return Usage();
     }
@@ -76,6 +79,13 @@ int main(int argc, char** argv) {
     rightsd::test::OpenDsrPeer peer(options);
     if (!public_key_out.empty()) peer.WritePublicKeyPem(public_key_out);
     if (!certificate_out.empty()) peer.WriteCertificatePem(certificate_out);
+    if (!demo_email.empty()) {
+      // What the demo's access package shows: ordinary records, and an SSN the package must withhold.
+      peer.SeedRecord("email", demo_email, "identifiers",
+                      {{"email", demo_email}, {"name", "Jane Demo"}, {"ssn", "078-05-1120"}});
+      peer.SeedRecord("email", demo_email, "internet or other electronic network activity",
+                      {{"last_login", "2026-11-02T17:04:00Z"}, {"device", "iPhone"}, {"appointments_booked", 3}});
+    }
     peer.Start();
     std::cout << "opendsr peer listening on http://127.0.0.1:" << peer.port() << std::endl;
     std::cout << "opendsr base_url " << peer.base_url() << std::endl;
