@@ -73,6 +73,7 @@ struct Dispatcher::Shared {
   std::map<std::string, ClaimedTask> in_flight;  // task id -> task
   std::map<std::string, int> in_flight_by_system;
   int callbacks_in_flight = 0;
+  std::map<std::string, TokenBucket> buckets;  // the loop thread's alone: no lock
 
   void Wake() const {
     const uint64_t one = 1;
@@ -213,8 +214,7 @@ void Dispatcher::Committer() {
 }
 
 Dispatcher::ClaimResult Dispatcher::ClaimRound() {
-  // Only the loop thread claims, and each dispatcher has its own loop thread.
-  static thread_local std::map<std::string, TokenBucket> buckets;
+  auto& buckets = shared_->buckets;
   ClaimResult result;
   bool& more = result.more;
   int total_free;
