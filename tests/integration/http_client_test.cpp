@@ -296,32 +296,42 @@ TEST_CASE("connector: http client serves 200 concurrent requests on a fixed pool
   std::vector<std::atomic<int>> statuses(kRequests);
   std::atomic<int> answered{0};
   std::atomic<int> wrong_body{0};
+  std::mutex error_mu;
+  std::string first_error;
   for (int i = 0; i < kRequests; ++i) {
     HttpRequest request = GetRequest(peer.base_url() + "/item/" + std::to_string(i));
-    request.timeout = 20s;
+    // Generous: the peer's listen backlog is 5, so under a loaded machine some connects wait out SYN retransmits.
+    request.timeout = 60s;
     client->Send(request, [&, i](HttpResponse r) {
       statuses[i] = r.status;
       if (r.body != std::to_string(i)) ++wrong_body;
+      if (!r.error.empty()) {
+        std::lock_guard lock(error_mu);
+        if (first_error.empty()) first_error = r.error;
+      }
       ++calls[i];
       ++answered;
     });
   }
   int peak = ThreadCount();
-  auto deadline = std::chrono::steady_clock::now() + 30s;
+  auto deadline = std::chrono::steady_clock::now() + 90s;
   while (answered < kRequests && std::chrono::steady_clock::now() < deadline) {
     peak = std::max(peak, ThreadCount());
     std::this_thread::sleep_for(5ms);
   }
   REQUIRE(answered == kRequests);
   std::this_thread::sleep_for(50ms);
-  INFO("threads before: " << baseline << ", peak while in flight: " << peak);
+  INFO("threads before: " << baseline << ", peak while in flight: " << peak << ", first error: " << first_error);
   CHECK(peak - baseline < 10);
   CHECK(peak < 100);
   CHECK(wrong_body == 0);
+  int not_once = 0, not_ok = 0;
   for (int i = 0; i < kRequests; ++i) {
-    CHECK(calls[i] == 1);
-    CHECK(statuses[i] == 200);
+    if (calls[i] != 1) ++not_once;
+    if (statuses[i] != 200) ++not_ok;
   }
+  CHECK(not_once == 0);
+  CHECK(not_ok == 0);
 }
 
 TEST_CASE("connector: http client parses Retry-After", "[connector]") {
