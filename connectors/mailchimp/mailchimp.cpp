@@ -37,7 +37,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <set>
 #include <utility>
 
@@ -90,6 +89,10 @@ std::string Scrub(std::string_view text, const std::vector<std::string>& secrets
     out += "...";
   }
   return out;
+}
+
+bool IsSubscriberHash(std::string_view s) {
+  return s.size() == 32 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c); });
 }
 
 std::string Base64(std::string_view bytes) {
@@ -192,7 +195,6 @@ class Job : public std::enable_shared_from_this<Job> {
 
   void Start() {
     std::set<std::string> seen;
-    static const std::regex kHash("^[0-9a-fA-F]{32}$");
     for (const auto& identity : input_.identities) {
       if (identity.value.empty()) continue;
       secrets_.push_back(identity.value);
@@ -200,7 +202,7 @@ class Job : public std::enable_shared_from_this<Job> {
       if (identity.kind == "email") {
         hash = SubscriberHash(identity.value);
         by_.insert("email");
-      } else if (identity.kind == "mailchimp_id" && std::regex_match(identity.value, kHash)) {
+      } else if (identity.kind == "mailchimp_id" && IsSubscriberHash(identity.value)) {
         hash = Lower(identity.value);
         by_.insert("mailchimp_id");
       }
@@ -564,8 +566,13 @@ std::string ApiRootForKey(std::string_view api_key) {
   const auto dash = api_key.rfind('-');
   if (dash == std::string_view::npos) return "";
   const std::string dc(api_key.substr(dash + 1));
-  static const std::regex kDataCentre("^[a-z]{1,10}[0-9]{1,5}$");
-  if (!std::regex_match(dc, kDataCentre)) return "";
+  // Letters then digits: "us21". Anything else would put text of the key's choosing into the host name.
+  const auto digits = dc.find_first_of("0123456789");
+  if (digits == 0 || digits == std::string::npos || digits > 10 || dc.size() - digits > 5) return "";
+  for (std::size_t i = 0; i < dc.size(); ++i) {
+    const char c = dc[i];
+    if (i < digits ? !(c >= 'a' && c <= 'z') : !(c >= '0' && c <= '9')) return "";
+  }
   return fmt::format("https://{}.api.mailchimp.com/3.0", dc);
 }
 

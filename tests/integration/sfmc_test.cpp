@@ -596,7 +596,7 @@ TEST_CASE("sfmc: refused client credentials fail the task without the secret in 
   }
 }
 
-TEST_CASE("sfmc: a Marketing Cloud slower than timeout_ms or not there is a retry", "[sfmc]") {
+TEST_CASE("sfmc: a Marketing Cloud nobody answers for is a retry", "[sfmc]") {
   Rig rig;
   auto connector = rig.Make(rig.Settings({{"auth_base_url", "http://127.0.0.1:1"}, {"timeout_ms", 2000}}));
   Outcome outcome = RunAndWait(*connector, Task(TaskAction::kDelete, {{"email", kEmail}}));

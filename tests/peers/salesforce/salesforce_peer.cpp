@@ -687,6 +687,7 @@ struct SalesforcePeer::Impl {
     if (auth.starts_with("Bearer ")) token = auth.substr(7);
     if (auth.starts_with("OAuth ")) token = auth.substr(6);
     if (!TokenValid(token)) {
+      limit_header();
       Send(res, {401, ErrorBody("INVALID_SESSION_ID", "Session expired or invalid")});
       return false;
     }
