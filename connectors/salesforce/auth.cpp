@@ -8,8 +8,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-#include <regex>
-
+#include <algorithm>
+#include <string_view>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -60,6 +60,22 @@ std::string Tidy(std::string text) {
 }
 
 bool IsTransient(int status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
+
+// scheme://host[:port] and nothing else: where every API call (and the token with it) will go.
+bool IsOrigin(std::string_view url) {
+  std::string_view rest;
+  if (url.starts_with("https://")) {
+    rest = url.substr(8);
+  } else if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else {
+    return false;
+  }
+  return !rest.empty() && std::none_of(rest.begin(), rest.end(), [](char c) {
+    return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '@' ||
+           c == '\\';
+  });
+}
 
 }  // namespace
 
@@ -137,8 +153,7 @@ void TokenSource::OnAnswer(const HttpResponse& response) {
       doc.contains("instance_url") && doc["instance_url"].is_string()) {
     std::string instance = doc["instance_url"].get<std::string>();
     while (!instance.empty() && instance.back() == '/') instance.pop_back();
-    static const std::regex kOrigin(R"(^https?://[^\s/?#@]+$)");
-    if (std::regex_match(instance, kOrigin) && !doc["access_token"].get<std::string>().empty()) {
+    if (IsOrigin(instance) && !doc["access_token"].get<std::string>().empty()) {
       token = AccessToken{doc["access_token"].get<std::string>(), instance};
     } else {
       failure = Outcome::Retry("getting an access token: Salesforce's answer holds no usable instance_url");

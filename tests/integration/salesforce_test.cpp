@@ -12,7 +12,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -437,7 +436,10 @@ TEST_CASE("salesforce: paging follows nextRecordsUrl over 5,000 matching records
   // 25 batches of 200 for the contacts, each fetched by its nextRecordsUrl after the first.
   const auto pages = rig.Api("GET", "/query/01g");
   CHECK(pages.size() == 24);
-  for (const auto& p : pages) CHECK(std::regex_match(p.path, std::regex(R"(/services/data/v65\.0/query/01g\w+-\d+)")));
+  for (const auto& p : pages) {
+    CHECK(p.path.starts_with("/services/data/v65.0/query/01g"));
+    CHECK(p.path.find('-') != std::string::npos);
+  }
   // The 5,000 contact ids go to the case search 100 to a clause, in queries that stay short.
   std::size_t case_queries = 0;
   for (const auto& q : rig.peer.Queries()) {
@@ -709,8 +711,10 @@ TEST_CASE("salesforce: opt-out sets the Individual's flags and writes one OptOut
   CHECK(consents[0]["PrivacyConsentStatus"] == "OptOut");
   CHECK(consents[0]["ContactPointType"] == "Email");
   CHECK(consents[0]["CaptureSource"] == "rightsd");
-  CHECK(std::regex_match(consents[0]["CaptureDate"].get<std::string>(),
-                         std::regex(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z)")));
+  const std::string captured = consents[0]["CaptureDate"];
+  CHECK(captured.size() == 24);
+  CHECK(captured.substr(10, 1) == "T");
+  CHECK(captured.ends_with(".000Z"));
   CHECK(o.receipt["consents_created"] == 1);
 
   // Run again: nothing is written twice.
