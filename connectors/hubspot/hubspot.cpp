@@ -52,7 +52,8 @@ constexpr int kTransportResends = 3;
 constexpr std::size_t kMaxMessage = 300;
 constexpr int kSearchPageSize = 100;  // of the 200 allowed [S]: one email rarely matches more than one contact
 constexpr int kMaxSearchPages = 10;
-constexpr std::string_view kDefaultCategory = "contact";
+// HubSpot's default properties are who-the-contact-is: with several categories they go under this one.
+constexpr std::string_view kDefaultCategory = "identifiers";
 // Returned by search when no properties are asked for [V]; the default property list.
 constexpr std::array<std::string_view, 6> kDefaultProperties = {"createdate", "email",          "firstname",
                                                                "hs_object_id", "lastmodifieddate", "lastname"};
@@ -659,13 +660,20 @@ std::unique_ptr<Connector> MakeHubspotConnector(const nlohmann::json& settings, 
   config->token = ReadCredential(env, "access_token_file", token_file);
   if (config->token.empty()) throw fail("access_token_file", "the file is empty");
 
-  const std::string fallback_category =
-      env.categories.size() == 1 ? env.categories.front() : std::string(kDefaultCategory);
   if (auto properties = StringMap(settings, "properties"); properties && !properties->empty()) {
     for (const auto& [property, category] : properties->items()) {
       config->properties.emplace_back(property, category.get<std::string>());
     }
   } else {
+    std::string fallback_category(kDefaultCategory);
+    if (env.categories.size() == 1) {
+      fallback_category = env.categories.front();
+    } else if (!env.categories.empty() &&
+               std::find(env.categories.begin(), env.categories.end(), kDefaultCategory) == env.categories.end()) {
+      throw fail("properties", fmt::format("the system has several categories and none is '{}': map each property "
+                                           "an access request returns to one of them",
+                                           kDefaultCategory));
+    }
     for (auto property : kDefaultProperties) config->properties.emplace_back(property, fallback_category);
   }
   if (!env.categories.empty()) {

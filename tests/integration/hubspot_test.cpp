@@ -514,6 +514,13 @@ TEST_CASE("hubspot: settings are checked at start-up", "[hubspot]") {
   REQUIRE(out.kind == OutcomeKind::kDone);
   CHECK(out.records["marketing"][0]["hs_object_id"] == id);
   CHECK(out.records["marketing"][0]["firstname"] == "Jane");
+  // With several categories the defaults go under identifiers, and without it the settings must say where.
+  auto several = rig.Make({{"properties", nullptr}}, {"identifiers", "commercial information"});
+  const Outcome listed = RunAndWait(*several, Task(TaskAction::kAccess, {{"email", kEmail}}));
+  REQUIRE(listed.kind == OutcomeKind::kDone);
+  CHECK(listed.records["identifiers"][0]["hs_object_id"] == id);
+  CHECK_THROWS_WITH(rig.Make({{"properties", nullptr}}, {"marketing", "commercial information"}),
+                    Catch::Contains("settings/properties") && Catch::Contains("several categories"));
 }
 
 TEST_CASE("hubspot: the daemon runs a delete request end to end", "[hubspot][integration]") {

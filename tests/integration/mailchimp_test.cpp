@@ -23,6 +23,7 @@
 #include "harness.h"
 #include "peers/hubspot/hubspot_peer.h"
 #include "peers/mailchimp/mailchimp_peer.h"
+#include "peers/sfmc/sfmc_peer.h"
 #include "peers/recording_server.h"
 
 namespace {
@@ -491,7 +492,8 @@ timeout_ms = 5000
   CHECK(d.Stop() == 0);
 }
 
-TEST_CASE("mailchimp: one opt_out request fans out to HubSpot and Mailchimp", "[mailchimp][hubspot][integration]") {
+TEST_CASE("mailchimp: one opt_out request fans out to HubSpot, Mailchimp and Marketing Cloud",
+          "[mailchimp][hubspot][sfmc][integration]") {
   using namespace rightsd::test;
   MailchimpPeer mailchimp;
   mailchimp.Start();
@@ -500,7 +502,12 @@ TEST_CASE("mailchimp: one opt_out request fans out to HubSpot and Mailchimp", "[
   HubspotPeer hubspot;
   hubspot.Start();
   const std::string contact = hubspot.AddContact({{"email", "casey@example.com"}, {"firstname", "Casey"}});
+  rightsd::test::SfmcPeer sfmc;
+  sfmc.Start();
+  sfmc.AddDataExtension("CCPA-DoNotSell", {"SubscriberKey"});
+  sfmc.SeedContact("0031x00000CaseyQ", "casey@example.com");
   DaemonEnv env(true);
+  sfmc.WriteClientSecret(env.dir() / "sfmc.secret");
   std::ofstream(env.dir() / "mailchimp.key") << mailchimp.options().api_key << "\n";
   std::ofstream(env.dir() / "hubspot.token") << hubspot.options().token << "\n";
   env.WriteConfig(env.db().url(), fmt::format(R"toml(
@@ -527,8 +534,24 @@ api_key_file = "mailchimp.key"
 base_url = "{}"
 audiences = ["{}"]
 timeout_ms = 5000
+[[systems]]
+name = "marketing-cloud"
+connector = "sfmc"
+categories = ["identifiers"]
+request_types = ["access", "delete", "opt_out"]
+[systems.settings]
+subdomain = "mc-test-tenant"
+client_id = "{}"
+client_secret_file = "sfmc.secret"
+auth_base_url = "{}"
+timeout_ms = 5000
+[systems.settings.suppression]
+data_extension_key = "CCPA-DoNotSell"
+key_field = "SubscriberKey"
+values = {{ Reason = "CCPA request" }}
 )toml",
-                                              hubspot.base_url(), mailchimp.base_url(), list));
+                                              hubspot.base_url(), mailchimp.base_url(), list,
+                                              sfmc.options().client_id, sfmc.base_url()));
   Daemon d(env);
   REQUIRE(d.WaitReady());
   // Opt-outs need no verification: the tasks start at once.
@@ -543,11 +566,13 @@ timeout_ms = 5000
     return last["status"] == "completed";
   }, 30));
   INFO(last.dump(2));
-  REQUIRE(last["tasks"].size() == 2);
+  REQUIRE(last["tasks"].size() == 3);
   for (const auto& t : last["tasks"]) CHECK(t["state"] == "done");
   CHECK(hubspot.Contact(contact)->at("ccpa_do_not_sell") == "true");
   CHECK(hubspot.Contact(contact)->at("hs_email_optout") == "true");
   CHECK(mailchimp.Member(list, hash)->at("status") == "unsubscribed");
+  CHECK(sfmc.Rows("CCPA-DoNotSell") ==
+        std::vector<json>{{{"SubscriberKey", "0031x00000CaseyQ"}, {"Reason", "CCPA request"}}});
   CHECK(LowerCopy(d.Log()).find("casey@example.com") == std::string::npos);
   CHECK(d.Stop() == 0);
 }
