@@ -571,3 +571,80 @@ timeout_ms = 5000
   CHECK(LowerCopy(d.Log()).find("pat.hubspot@example.com") == std::string::npos);
   CHECK(d.Stop() == 0);
 }
+
+TEST_CASE("hubspot: the daemon runs access, correct, opt-out and limit requests end to end", "[hubspot][integration]") {
+  using namespace rightsd::test;
+  HubspotPeer peer;
+  peer.Start();
+  const std::string id =
+      peer.AddContact({{"email", "drew.hubspot@example.com"}, {"firstname", "Drew"}, {"lastname", "Oldname"}});
+  DaemonEnv env(true);
+  std::ofstream(env.dir() / "hubspot.token") << peer.options().token << "\n";
+  env.WriteConfig(env.db().url(), fmt::format(R"toml(
+[engine]
+lease_ms = 5000
+backoff_base_ms = 200
+[[systems]]
+name = "hubspot"
+connector = "hubspot"
+categories = ["identifiers"]
+request_types = ["access", "delete", "correct", "opt_out", "limit"]
+[systems.settings]
+base_url = "{}"
+access_token_file = "hubspot.token"
+opt_out_properties = {{ ccpa_do_not_sell = "true" }}
+limit_properties = {{ ccpa_limit_spi = "true" }}
+timeout_ms = 5000
+)toml",
+                                              peer.base_url()));
+  Daemon d(env);
+  REQUIRE(d.WaitReady());
+  // Opt-outs and limits need no verification; access and correct do.
+  auto run = [&](const std::string& type, const std::string& extra) {
+    const auto created =
+        d.Call("POST", "/v1/requests", env.token("submitter"),
+               R"({"type":")" + type +
+                   R"(","subject":{"identities":[{"kind":"email","value":"Drew.HubSpot@example.com"}]})" + extra + "}");
+    INFO(created.body);
+    REQUIRE(created.status == 201);
+    const std::string request = created.json()["id"];
+    if (type == "access" || type == "correct") {
+      REQUIRE(d.Call("POST", "/v1/requests/" + request + "/verify", env.token("submitter"),
+                     R"({"method":"account_login","level":"reasonably_high"})")
+                  .status == 200);
+    }
+    json last;
+    const bool completed = Eventually([&] {
+      last = d.Call("GET", "/v1/requests/" + request, env.token("viewer")).json();
+      return last["status"] == "completed";
+    }, 30);
+    INFO(last.dump(2));
+    REQUIRE(completed);
+    REQUIRE(last["tasks"].size() == 1);
+    CHECK(last["tasks"][0]["state"] == "done");
+    return request;
+  };
+
+  const std::string access = run("access", "");
+  const auto package = d.Call("GET", "/v1/requests/" + access + "/package", env.token("submitter"));
+  INFO(package.body);
+  REQUIRE(package.status == 200);
+  CHECK(package.json()["systems"]["hubspot"]["identifiers"][0]["firstname"] == "Drew");
+
+  run("correct", R"(,"corrections":[{"field":"last_name","value":"Newname"}])");
+  CHECK(peer.Contact(id)->at("lastname") == "Newname");
+
+  run("opt_out", R"(,"channel":"gpc")");
+  CHECK(peer.Contact(id)->at("ccpa_do_not_sell") == "true");
+  CHECK_FALSE(peer.Contact(id)->contains("ccpa_limit_spi"));
+
+  run("limit", "");
+  CHECK(peer.Contact(id)->at("ccpa_limit_spi") == "true");
+  CHECK(peer.Contact(id)->at("email") == "drew.hubspot@example.com");  // nothing but the flags changed
+
+  const std::string log = LowerCopy(d.Log());
+  CHECK(log.find("drew.hubspot@example.com") == std::string::npos);
+  CHECK(log.find("newname") == std::string::npos);
+  CHECK(log.find(peer.options().token) == std::string::npos);
+  CHECK(d.Stop() == 0);
+}

@@ -576,3 +576,68 @@ values = {{ Reason = "CCPA request" }}
   CHECK(LowerCopy(d.Log()).find("casey@example.com") == std::string::npos);
   CHECK(d.Stop() == 0);
 }
+
+TEST_CASE("mailchimp: the daemon runs correct and delete requests end to end", "[mailchimp][integration]") {
+  using namespace rightsd::test;
+  MailchimpPeer peer;
+  peer.Start();
+  const std::string list = peer.options().audiences[0];
+  const std::string hash = peer.AddMember(list, "robin.mail@example.com", {{"FNAME", "Robin"}, {"LNAME", "Oldname"}});
+  const std::string kept = peer.AddMember(list, "other.mail@example.com", {{"FNAME", "Other"}});
+  DaemonEnv env(true);
+  std::ofstream(env.dir() / "mailchimp.key") << peer.options().api_key << "\n";
+  env.WriteConfig(env.db().url(), fmt::format(R"toml(
+[engine]
+lease_ms = 5000
+backoff_base_ms = 200
+[[systems]]
+name = "newsletter"
+connector = "mailchimp"
+categories = ["marketing"]
+request_types = ["access", "delete", "correct", "opt_out"]
+[systems.settings]
+api_key_file = "mailchimp.key"
+base_url = "{}"
+audiences = ["{}"]
+timeout_ms = 5000
+)toml",
+                                              peer.base_url(), list));
+  Daemon d(env);
+  REQUIRE(d.WaitReady());
+  auto run = [&](const std::string& type, const std::string& extra) {
+    const auto created =
+        d.Call("POST", "/v1/requests", env.token("submitter"),
+               R"({"type":")" + type +
+                   R"(","subject":{"identities":[{"kind":"email","value":"Robin.Mail@Example.com"}]})" + extra + "}");
+    INFO(created.body);
+    REQUIRE(created.status == 201);
+    const std::string request = created.json()["id"];
+    REQUIRE(d.Call("POST", "/v1/requests/" + request + "/verify", env.token("submitter"),
+                   R"({"method":"account_login","level":"reasonably_high"})")
+                .status == 200);
+    json last;
+    const bool completed = Eventually([&] {
+      last = d.Call("GET", "/v1/requests/" + request, env.token("viewer")).json();
+      return last["status"] == "completed";
+    }, 30);
+    INFO(last.dump(2));
+    REQUIRE(completed);
+    REQUIRE(last["tasks"].size() == 1);
+    CHECK(last["tasks"][0]["state"] == "done");
+  };
+
+  run("correct", R"(,"corrections":[{"field":"last_name","value":"Newname"}])");
+  CHECK(peer.Member(list, hash)->at("merge_fields").at("LNAME") == "Newname");
+  CHECK(peer.Member(list, hash)->at("merge_fields").at("FNAME") == "Robin");
+
+  run("delete", "");
+  CHECK_FALSE(peer.Member(list, hash).has_value());
+  CHECK(peer.Forgotten(list, hash));
+  CHECK(peer.Member(list, kept).has_value());
+
+  const std::string log = LowerCopy(d.Log());
+  CHECK(log.find("robin.mail@example.com") == std::string::npos);
+  CHECK(log.find(hash) == std::string::npos);
+  CHECK(log.find("newname") == std::string::npos);
+  CHECK(d.Stop() == 0);
+}
