@@ -1,6 +1,7 @@
 // The explicit list of connector types. Adding a connector means adding one line here, its folder, its schema in
 // schemas/connectors/<name>.json and its tests -- nothing registers itself.
 #include "connectors/connector.h"
+#include "connectors/fhir/fhir.h"
 #include "connectors/hubspot/hubspot.h"
 #include "connectors/mailchimp/mailchimp.h"
 #include "connectors/manual/manual.h"
@@ -17,6 +18,7 @@ namespace rightsd::connectors {
 
 std::span<const ConnectorType> Registry() {
   static const std::vector<ConnectorType> types = {
+      {"fhir", ConnectorSettingsSchema("fhir"), fhir::MakeFhirConnector},
       {"hubspot", ConnectorSettingsSchema("hubspot"), hubspot::MakeHubspotConnector},
       {"mailchimp", ConnectorSettingsSchema("mailchimp"), mailchimp::MakeMailchimpConnector},
       {"manual", ConnectorSettingsSchema("manual"), manual::MakeManualConnector},

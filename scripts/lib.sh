@@ -4,7 +4,10 @@
 #   source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 #
 # Functions:
-#   rightsd::install_deps             install missing Debian packages
+#   rightsd::install_deps             install missing Debian packages, then
+#                                     rightsd::install_node_deps
+#   rightsd::install_node_deps        Node.js >= 20.19 and npm, and `npm ci` for
+#                                     the FHIR test peer (tests/peers/fhir)
 #   rightsd::build [cmake args...]    configure + build into $RIGHTSD_ROOT/build
 #   rightsd::pg_init DIR [name=value...]
 #                                     new cluster in DIR/data, socket dir DIR/socket
@@ -43,6 +46,11 @@ rightsd::die() { rightsd::err "$*"; exit 1; }
 # ---------------------------------------------------------------------------
 
 rightsd::install_deps() {
+    rightsd::_install_apt_deps || return 1
+    rightsd::install_node_deps
+}
+
+rightsd::_install_apt_deps() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
         rightsd::err "dpkg-query not found: this script installs dependencies on Debian/Ubuntu only."
         rightsd::err "install these packages (or their equivalents) by hand: ${RIGHTSD_APT_PACKAGES[*]}"
@@ -59,28 +67,83 @@ rightsd::install_deps() {
     if ((${#missing[@]} == 0)); then
         return 0
     fi
+    rightsd::_apt_install "${missing[@]}"
+}
 
+# rightsd::_apt_install PKG...: apt-get update + install, through sudo when not root.
+rightsd::_apt_install() {
     local -a sudo=()
     if ((EUID != 0)); then
         if command -v sudo >/dev/null 2>&1; then
             sudo=(sudo)
         else
-            rightsd::err "missing packages and not root (and no sudo): ${missing[*]}"
-            rightsd::err "install them with: apt-get install -y --no-install-recommends ${missing[*]}"
+            rightsd::err "missing packages and not root (and no sudo): $*"
+            rightsd::err "install them with: apt-get install -y --no-install-recommends $*"
             return 1
         fi
     fi
 
-    rightsd::log "installing missing packages: ${missing[*]}"
+    rightsd::log "installing missing packages: $*"
     local -a apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
     if ! "${apt[@]}" update; then
         rightsd::err "apt-get update failed"
         return 1
     fi
-    if ! "${apt[@]}" install -y --no-install-recommends "${missing[@]}"; then
-        rightsd::err "apt-get install failed for: ${missing[*]}"
+    if ! "${apt[@]}" install -y --no-install-recommends "$@"; then
+        rightsd::err "apt-get install failed for: $*"
         return 1
     fi
+}
+
+# Node.js runs the FHIR test peer (tests/peers/fhir); @medplum/fhir-router 4.5 wants ^20.19 or >= 22.12.
+RIGHTSD_NODE_WANTED="^20.19 or >= 22.12"
+
+# rightsd::_node_version_ok vX.Y.Z -> 0 if that version can run the FHIR peer
+rightsd::_node_version_ok() {
+    local major minor rest
+    IFS=. read -r major minor rest <<<"${1#v}"
+    if ! [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]]; then
+        return 1
+    fi
+    if ((major == 20 && minor >= 19)) || ((major == 22 && minor >= 12)) || ((major > 22)); then
+        return 0
+    fi
+    return 1
+}
+
+# rightsd::install_node_deps: node and npm (nodejs + npm from apt if there is no node at all), then `npm ci` for
+# the FHIR test peer when its node_modules is missing or older than its package-lock.json.
+rightsd::install_node_deps() {
+    local dir="$RIGHTSD_ROOT/tests/peers/fhir" version
+    if ! command -v node >/dev/null 2>&1; then
+        rightsd::log "node not found; trying the distribution's nodejs and npm"
+        if ! rightsd::_apt_install nodejs npm; then
+            rightsd::err "cannot install Node.js: the FHIR test peer needs Node.js $RIGHTSD_NODE_WANTED and npm"
+            return 1
+        fi
+        hash -r
+    fi
+    version="$(node --version 2>/dev/null || true)"
+    if ! rightsd::_node_version_ok "$version"; then
+        rightsd::err "Node.js ${version:-of unknown version} ($(command -v node)) cannot run the FHIR test peer" \
+            "(tests/peers/fhir, @medplum/fhir-router 4.5): it needs Node.js $RIGHTSD_NODE_WANTED."
+        rightsd::err "install a newer Node.js with its npm (e.g. from nodejs.org or NodeSource) and run this again"
+        return 1
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        rightsd::err "npm not found (Node.js $version is installed): install the npm that goes with it"
+        return 1
+    fi
+    if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+        return 0
+    fi
+    rightsd::log "installing the FHIR test peer's npm packages (npm ci in $dir)"
+    if ! npm ci --no-audit --no-fund --prefix "$dir" >&2; then
+        rightsd::err "npm ci failed in $dir"
+        return 1
+    fi
+    # npm ci recreates node_modules, but make its date say "after the lock file" whatever the file system did.
+    touch "$dir/node_modules"
 }
 
 # ---------------------------------------------------------------------------

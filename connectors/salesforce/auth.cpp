@@ -5,14 +5,12 @@
 // refresh token, so a refused token is replaced by running the flow again.
 #include "connectors/salesforce/auth.h"
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <string_view>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "connectors/jose.h"
 #include "connectors/salesforce/soql.h"
 
 namespace rightsd::connectors::salesforce {
@@ -23,32 +21,6 @@ using nlohmann::json;
 
 // Salesforce wants exp "within 3 minutes"; 150 s leaves room for a clock running a little ahead of theirs.
 constexpr std::chrono::seconds kAssertionLifetime{150};
-
-std::string Base64Url(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const auto n = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                   static_cast<unsigned char>(bytes[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    const auto n = static_cast<unsigned char>(bytes[i]) << 16;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-  } else if (i + 2 == bytes.size()) {
-    const auto n = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-  }
-  return out;
-}
 
 // Text from the token endpoint that may reach a task message: control characters flattened, shortened.
 std::string Tidy(std::string text) {
@@ -83,24 +55,8 @@ std::string MakeJwtAssertion(const Settings& settings, std::chrono::system_clock
   const long long exp =
       std::chrono::duration_cast<std::chrono::seconds>((now + kAssertionLifetime).time_since_epoch()).count();
   const json claims = {{"iss", settings.client_id}, {"sub", settings.username}, {"aud", settings.audience}, {"exp", exp}};
-  const std::string signing_input = Base64Url(R"({"alg":"RS256"})") + "." + Base64Url(claims.dump());
-
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  std::size_t size = 0;
-  const auto* data = reinterpret_cast<const unsigned char*>(signing_input.data());
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, settings.private_key.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &size, data, signing_input.size()) != 1) {
-    ERR_clear_error();
-    return "";
-  }
-  std::string signature(size, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &size, data,
-                     signing_input.size()) != 1) {
-    ERR_clear_error();
-    return "";
-  }
-  signature.resize(size);
-  return signing_input + "." + Base64Url(signature);
+  // Salesforce's examples send a header of alg alone.
+  return jose::Sign(jose::Algorithm::kRS256, settings.private_key.get(), json::object(), claims);
 }
 
 void TokenSource::Get(Callback done) {
