@@ -5,6 +5,10 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -29,6 +33,17 @@ std::string ReadFile(const std::filesystem::path& path, std::string_view what) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
+}
+
+// Under systemd, secrets come through LoadCredential=: a file in $CREDENTIALS_DIRECTORY with the configured file's
+// name wins over the configured path (which the hardened unit does not let the service user read). The same rule
+// as connectors' credential files (connectors::ReadCredential).
+std::filesystem::path CredentialPath(const std::filesystem::path& configured) {
+  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+  if (dir == nullptr || *dir == '\0' || configured.filename().empty()) return configured;
+  std::filesystem::path candidate = std::filesystem::path(dir) / configured.filename();
+  std::error_code ec;
+  return std::filesystem::is_regular_file(candidate, ec) ? candidate : configured;
 }
 
 Timestamp WallClock() {
@@ -60,21 +75,22 @@ Runtime LoadRuntime(const Config& config) {
     throw ConfigError(fmt::format("{}: {}", config.calendar.holidays_file.string(), e.what()));
   }
   try {
-    rt.tokens = TokenStore::Parse(ReadFile(config.auth.tokens_file, "tokens file"));
+    rt.tokens = TokenStore::Parse(ReadFile(CredentialPath(config.auth.tokens_file), "tokens file"));
   } catch (const TokensFileError& e) {
     throw ConfigError(fmt::format("{}: {}", config.auth.tokens_file.string(), e.what()));
   }
+  const std::filesystem::path key_file = CredentialPath(config.crypto.key_file);
   struct stat st {};
-  if (::stat(config.crypto.key_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    LogWarning("crypto: key file {} is readable by group or others; chmod 600 it", config.crypto.key_file.string());
+  if (::stat(key_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    LogWarning("crypto: key file {} is readable by group or others; chmod 600 it", key_file.string());
   }
   try {
-    rt.cipher = std::make_unique<PiiCipher>(PiiCipher::FromHexKey(ReadFile(config.crypto.key_file, "key file")));
+    rt.cipher = std::make_unique<PiiCipher>(PiiCipher::FromHexKey(ReadFile(key_file, "key file")));
   } catch (const CryptoError& e) {
     throw ConfigError(fmt::format("{}: {}", config.crypto.key_file.string(), e.what()));
   }
   if (!config.callbacks.secret_file.empty()) {
-    rt.callback_secret = ReadFile(config.callbacks.secret_file, "callbacks secret file");
+    rt.callback_secret = ReadFile(CredentialPath(config.callbacks.secret_file), "callbacks secret file");
     while (!rt.callback_secret.empty() && (rt.callback_secret.back() == '\n' || rt.callback_secret.back() == '\r')) {
       rt.callback_secret.pop_back();
     }
@@ -137,8 +153,10 @@ int Serve(const Config& config) {
   }
   sweeper.Start();
   if (config.engine.enabled) dispatcher.Start();
-  std::thread http_thread([&api] {
+  std::atomic<bool> listening{true};
+  std::thread http_thread([&api, &listening] {
     if (!api.Run()) {
+      listening = false;
       LogError("http: the listener stopped unexpectedly");
       ::kill(::getpid(), SIGTERM);  // let the main thread shut down in order
     }
@@ -146,9 +164,25 @@ int Serve(const Config& config) {
   LogInfo("listening on http://{}:{}", config.http.host, port);
   sd_notify(0, "READY=1");
 
+  // WatchdogSec=: ping at half the interval from this loop. A ping says the process is not wedged: the main thread
+  // runs and the listener thread has not died.
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  const auto ping_every = std::chrono::microseconds(watchdog ? watchdog_usec / 2 : 0);
   for (;;) {
     int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    if (watchdog) {
+      const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(ping_every);
+      const timespec wait{static_cast<time_t>(seconds.count()),
+                          static_cast<long>(std::chrono::nanoseconds(ping_every - seconds).count())};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig < 0) {
+        if (listening.load()) sd_notify(0, "WATCHDOG=1");
+        continue;
+      }
+    } else if (sigwait(&signals, &sig) != 0) {
+      continue;
+    }
     if (sig == SIGHUP) {
       LogWarning("sighup: configuration reload is not supported yet; restart the service to apply changes");
       continue;
