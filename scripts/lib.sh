@@ -34,7 +34,7 @@ RIGHTSD_APT_PACKAGES=(
     libcpp-httplib-dev libpqxx-dev libpq-dev nlohmann-json3-dev libcpprest-dev
     libfmt-dev catch2 libsystemd-dev libsodium-dev libtomlplusplus-dev libvalijson-dev
     libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev
-    postgresql curl openssl systemd
+    postgresql curl openssl systemd file
 )
 
 rightsd::log() { printf '%s\n' "$*" >&2; }
