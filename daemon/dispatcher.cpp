@@ -15,6 +15,7 @@
 
 #include "crypto.h"
 #include "log.h"
+#include "metrics.h"
 
 namespace rightsd {
 
@@ -262,7 +263,11 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
       input.continuation = task.continuation;
       input.retain_basis = task.retain_basis;
       std::weak_ptr<Shared> weak = shared_;
-      auto done = [weak, task](connectors::Outcome outcome) {
+      auto done = [weak, task, connector = sys.connector_type, started = std::chrono::steady_clock::now()](
+                      connectors::Outcome outcome) {
+        ProcessMetrics().ObserveTask(
+            task.system, connector, connectors::ToString(outcome.kind),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         if (auto shared = weak.lock()) shared->Push(Shared::Item{task, std::move(outcome), std::nullopt, false, {}});
       };
       try {

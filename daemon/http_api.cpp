@@ -10,6 +10,7 @@
 #include "connectors/webhook/webhook.h"
 #include "crypto.h"
 #include "log.h"
+#include "metrics.h"
 
 namespace rightsd {
 
@@ -240,6 +241,12 @@ json HttpApi::SummaryJson() {
   return out;
 }
 
+namespace {
+// When the handler on this thread began: httplib runs one request at a time per worker thread, and its logger runs
+// on that thread right after the handler.
+thread_local std::optional<std::chrono::steady_clock::time_point> request_started;
+}  // namespace
+
 void HttpApi::Routes() {
   using Req = httplib::Request;
   using Res = httplib::Response;
@@ -247,6 +254,7 @@ void HttpApi::Routes() {
   auto guarded = [this](std::optional<Permission> permission,
                         std::function<void(const Req&, Res&, const Principal&)> fn) {
     return [this, permission, fn](const Req& req, Res& res) {
+      request_started = std::chrono::steady_clock::now();  // the logger below observes the latency
       try {
         Principal principal{Role::kViewer, ""};
         if (permission) {
@@ -291,6 +299,21 @@ void HttpApi::Routes() {
       }
     }
   };
+
+  server_.Get("/metrics", guarded(Permission::kReadRequests, [this](const Req&, Res& res, const Principal&) {
+                const MetricGauges gauges = deps_.store.ReadMetricGauges(deps_.now());
+                res.status = 200;
+                res.set_content(ProcessMetrics().Render(gauges), "text/plain; version=0.0.4; charset=utf-8");
+              }));
+  // Every answer, routed or not, is counted; latency is known for routed ones (stamped by `guarded`).
+  server_.set_logger([](const Req& req, const Res& res) {
+    double seconds = 0;
+    if (request_started) {
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - *request_started).count();
+      request_started.reset();
+    }
+    ProcessMetrics().ObserveHttp(req.method, RouteLabel(req.path), res.status, seconds);
+  });
 
   server_.Get("/healthz", guarded(std::nullopt, [this](const Req&, Res& res, const Principal&) {
                 SendJson(res, 200, {{"status", "ok"}, {"sweeper", deps_.holds_sweeper()}});

@@ -305,6 +305,38 @@ SlaSummary Store::Summary() {
   });
 }
 
+MetricGauges Store::ReadMetricGauges(Timestamp now) {
+  const LocalDate today = Today(now);
+  return WithTransaction(pool_, [&](pqxx::work& txn) {
+    MetricGauges g;
+    for (const auto& row : txn.exec(
+             "SELECT type, sla_state, count(*) FROM requests WHERE closed_at IS NULL GROUP BY 1, 2")) {
+      g.open_requests[{row[0].as<std::string>(), row[1].as<std::string>()}] = row[2].as<long long>();
+    }
+    // One pass over open requests: a count at or below each bucket's bound, and the sum and count.
+    std::string buckets;
+    for (int bound : kDaysLeftBuckets) buckets += fmt::format("count(*) FILTER (WHERE respond_by - $1::date <= {}), ", bound);
+    const auto days = txn.exec_params1(
+        fmt::format("SELECT {} count(*), coalesce(sum(respond_by - $1::date), 0) FROM requests WHERE closed_at IS NULL",
+                    buckets),
+        FormatDate(today));
+    for (std::size_t i = 0; i < kDaysLeftBuckets.size(); ++i) g.days_left_cumulative.push_back(days[static_cast<int>(i)].as<long long>());
+    g.days_left_count = days[static_cast<int>(kDaysLeftBuckets.size())].as<long long>();
+    g.days_left_sum = days[static_cast<int>(kDaysLeftBuckets.size()) + 1].as<long long>();
+    for (const auto& row : txn.exec(
+             "SELECT connector, state, count(*) FROM tasks WHERE state IN ('pending', 'running', 'needs_manual', "
+             "'failed') GROUP BY 1, 2")) {
+      g.tasks[{row[0].as<std::string>(), row[1].as<std::string>()}] = row[2].as<long long>();
+    }
+    const auto due = txn.exec1(
+        "SELECT count(*), extract(epoch FROM now() - min(next_attempt_at))::float8 FROM tasks "
+        "WHERE state = 'pending' AND next_attempt_at <= now()");
+    g.due_tasks = due[0].as<long long>();
+    if (!due[1].is_null()) g.oldest_due_age_seconds = std::max(0.0, due[1].as<double>());
+    return g;
+  });
+}
+
 void Store::Apply(const std::string& id, const ActionInput& action, const Principal& by, Timestamp now) {
   if (!IsUuid(id)) throw ApiError(ErrorCode::kNotFound, "no request with this id");
   WithTransaction(pool_, [&](pqxx::work& txn) {

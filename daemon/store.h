@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "calendar.h"
+#include "metrics.h"
 #include "connectors/connector.h"
 #include "crypto.h"
 #include "data_map.h"
@@ -170,6 +171,8 @@ class Store {
   std::optional<RequestRecord> Get(const std::string& id, bool with_values);
   ListPage List(const ListFilter& filter);
   SlaSummary Summary();
+  // The database's figures for GET /metrics. Reads open requests (partial index) and unfinished tasks only.
+  MetricGauges ReadMetricGauges(Timestamp now);
   // The funnel. Throws ApiError(kNotFound) or ApiError(kTransitionNotAllowed) (nothing written).
   void Apply(const std::string& id, const ActionInput& action, const Principal& by, Timestamp now);
   // Revisits open requests whose SLA state may have changed by `now`; returns how many changed state.

@@ -47,7 +47,41 @@ rightsd::die() { rightsd::err "$*"; exit 1; }
 
 rightsd::install_deps() {
     rightsd::_install_apt_deps || return 1
-    rightsd::install_node_deps
+    rightsd::install_node_deps || return 1
+    rightsd::install_promtool
+}
+
+# promtool checks the /metrics exposition in the tests. It comes in Debian's prometheus package, whose postinst
+# would set up and start a Prometheus server: the package is downloaded and unpacked into .cache/ instead.
+rightsd::install_promtool() {
+    local dest="$RIGHTSD_ROOT/.cache/promtool" tmp
+    if command -v promtool >/dev/null 2>&1 || [[ -x "$dest/usr/bin/promtool" ]]; then
+        return 0
+    fi
+    rightsd::log "fetching promtool (Debian package prometheus, unpacked into $dest)"
+    tmp="$(mktemp -d)"
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        rightsd::_apt_install_lists_only || true
+        if ! (cd "$tmp" && apt-get download prometheus >&2); then
+            rm -rf "$tmp"
+            rightsd::err "could not download Debian's prometheus package (for promtool)"
+            return 1
+        fi
+    fi
+    mkdir -p "$dest"
+    dpkg -x "$tmp"/prometheus_*.deb "$dest"
+    rm -rf "$tmp"
+    [[ -x "$dest/usr/bin/promtool" ]] || { rightsd::err "the prometheus package held no promtool"; return 1; }
+}
+
+# apt-get update alone (as root or through sudo), for a machine whose package lists are empty.
+rightsd::_apt_install_lists_only() {
+    local -a sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null 2>&1 || return 1
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update >&2
 }
 
 rightsd::_install_apt_deps() {
