@@ -14,7 +14,6 @@
 #include <iostream>
 #include <map>
 #include <random>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -139,6 +138,15 @@ SideEffects ProcessorSideEffects(TestDatabase& db, const OpenDsrPeer& peer) {
   for (const auto& [id, n] : creations) out.unknown_ids += task_ids.count(id) == 0;
   out.submissions = peer.SubmitCount();
   return out;
+}
+
+// The text between the first `before` and the next `after`; "" if there is none.
+std::string Between(const std::string& text, const std::string& before, const std::string& after) {
+  const auto start = text.find(before);
+  if (start == std::string::npos) return "";
+  const auto end = text.find(after, start + before.size());
+  if (end == std::string::npos) return "";
+  return text.substr(start + before.size(), end - start - before.size());
 }
 
 int CountLines(const std::string& log, const std::string& needle) {
@@ -322,5 +330,154 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
                    seed, scale.requests, scale.kills, connection_errors, server_errors, replays, verify_conflicts,
                    fx.submissions, fx.processor_tasks, fx.submissions - fx.processor_tasks, dropped,
                    std::chrono::duration<double>(Clock::now() - test_start).count())
+            << std::flush;
+}
+
+TEST_CASE("crash: SIGTERM under load drains and exits 0", "[crash][integration]") {
+  constexpr int kDrainMs = 3000;
+  constexpr int kRequests = 40;
+  OpenDsrPeerOptions options;
+  options.complete_after_polls = 2;
+  options.send_callbacks = false;
+  OpenDsrPeer peer(options);
+  peer.Start();
+  // A slow processor: with 40 submissions and its 8 handler threads, calls are still under way at SIGTERM and
+  // for longer than the drain, so some tasks finish during the drain and the others must be given back.
+  peer.SetDelay(1500ms);
+  DaemonEnv env(true, Systems(peer, 5000, kDrainMs));
+  const std::string token = env.token("submitter");
+  Daemon d(env, "loaded");
+  REQUIRE(d.WaitReady());
+  const std::string owner = Between(d.Log(), "dispatcher ", ": started");
+  REQUIRE(!owner.empty());
+  for (int i = 0; i < kRequests; ++i) {
+    const auto created = d.Call("POST", "/v1/requests", token, Body("delete", i));
+    REQUIRE(created.status == 201);
+    REQUIRE(d.Call("POST", "/v1/requests/" + created.json()["id"].get<std::string>() + "/verify", token,
+                   R"({"method":"account_login","level":"reasonably_high"})")
+                .status == 200);
+  }
+  REQUIRE(Eventually([&] { return peer.recorder().CallsTo("POST", "/v2/requests").size() >= 8; }, 10));
+
+  // An idle keep-alive connection, as a load balancer or a dashboard keeps one open.
+  httplib::Client idle("127.0.0.1", d.port());
+  idle.set_keep_alive(true);
+  REQUIRE(idle.Get("/healthz"));
+
+  // Three clients on keep-alive connections submit opt-outs as fast as they are answered, each under its own key,
+  // until the daemon is gone. (Three: each blocked submission below holds one of the pool's four connections.)
+  struct Sent {
+    std::string key;
+    Answer answer;
+    Clock::time_point sent_at, answered_at;
+  };
+  std::atomic<bool> stop{false};
+  constexpr int kClients = 3;
+  std::vector<std::vector<Sent>> sent(kClients);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      httplib::Client client("127.0.0.1", d.port());
+      client.set_keep_alive(true);
+      client.set_connection_timeout(2, 0);
+      client.set_read_timeout(10, 0);
+      int refused_in_a_row = 0;
+      const auto deadline = Clock::now() + 30s;
+      for (int n = 0; n < 20000 && !stop && Clock::now() < deadline && refused_in_a_row < 20; ++n) {
+        Sent s{fmt::format("term-{}-{}", c, n), {}, Clock::now(), {}};
+        s.answer = Send(client, "POST", "/v1/requests", token,
+                        fmt::format(R"({{"type":"opt_out","channel":"gpc","subject":{{"identities":[{{"kind":"device_id","value":"dev-{}-{}"}}]}}}})",
+                                    c, n),
+                        {{"Idempotency-Key", s.key}});
+        s.answered_at = Clock::now();
+        refused_in_a_row = s.answer.answered ? 0 : refused_in_a_row + 1;
+        if (!s.answer.answered) std::this_thread::sleep_for(10ms);
+        sent[c].push_back(std::move(s));
+      }
+    });
+  }
+  std::this_thread::sleep_for(500ms);
+  // Submissions in flight at SIGTERM for sure: intake reads idempotency_keys first, so a lock on it holds every
+  // client's next submission inside the daemon until it is released, a second after SIGTERM.
+  auto locker = env.db().Connect();
+  pqxx::work lock(*locker);
+  lock.exec("LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE");
+  std::this_thread::sleep_for(300ms);
+  const auto term_at = Clock::now();
+  REQUIRE(::kill(d.pid(), SIGTERM) == 0);
+  std::this_thread::sleep_for(1s);
+  lock.commit();
+  const int code = d.WaitExit(kDrainMs / 1000 + 20);
+  const double exit_seconds = std::chrono::duration<double>(Clock::now() - term_at).count();
+  stop = true;
+  for (auto& t : clients) t.join();
+
+  CHECK(code == 0);
+  // The drain runs while the listener waits for the idle keep-alive connection to time out (http.keep_alive_timeout,
+  // 5 s in the test config as by default), not after it: the longer of the two, plus time to give the leftovers
+  // back. (In sequence they took 7.6 s.)
+  CHECK(exit_seconds <= std::max(kDrainMs / 1000.0, 5.0) + 1.5);
+  const std::string log = d.Log();
+  const std::string given_back = Between(log, "stopped; ", " unfinished tasks given back");
+  CHECK(!given_back.empty());
+  // No task stays leased to the process that exited.
+  CHECK(env.db().Scalar("SELECT count(*) FROM tasks WHERE state = 'running' AND lease_owner = '" + owner + "'") ==
+        "0");
+
+  // HTTP: every submission the daemon committed was answered. A submission that got no answer (refused, or reset
+  // before it was read) must have changed nothing, so that the client may retry it.
+  int answered = 0, in_flight_at_term = 0, in_flight_created = 0, unanswered = 0, server_errors = 0;
+  std::vector<std::string> unanswered_keys;
+  std::set<std::string> created_keys;
+  for (const auto& list : sent) {
+    for (const auto& s : list) {
+      if (s.answer.answered) {
+        ++answered;
+        if (s.sent_at < term_at && s.answered_at > term_at) {
+          ++in_flight_at_term;
+          in_flight_created += s.answer.status == 201;
+        }
+        server_errors += s.answer.status >= 500;
+        if (s.answer.status == 201) created_keys.insert(s.key);
+      } else {
+        ++unanswered;
+        unanswered_keys.push_back("'" + s.key + "'");
+      }
+    }
+  }
+  CHECK(server_errors == 0);
+  // The submissions held in the daemon at SIGTERM were finished and answered.
+  CHECK(in_flight_at_term >= kClients);
+  CHECK(in_flight_created == in_flight_at_term);
+  CHECK(env.db().Scalar(fmt::format("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'term-%' AND key IN ({})",
+                                    unanswered_keys.empty() ? "''" : fmt::format("{}", fmt::join(unanswered_keys, ","))))
+        == "0");
+  CHECK(env.db().Scalar("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'term-%'") ==
+        std::to_string(created_keys.size()));
+
+  // A new process (and a fast processor) finishes everything: one outcome per task, one subject request each.
+  peer.SetDelay(0ms);
+  Daemon next(env, "next");
+  REQUIRE(next.WaitReady());
+  const std::string total = env.db().Scalar("SELECT count(*) FROM requests");
+  CHECK(Eventually([&] {
+    return env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == total;
+  }, 30));
+  CHECK(next.Stop() == 0);
+  CHECK(TasksWithoutExactlyOneOutcome(env.db()) == "0");
+  const SideEffects fx = ProcessorSideEffects(env.db(), peer);
+  CHECK(fx.processor_tasks == kRequests);
+  CHECK(fx.created_once == kRequests);
+  CHECK(fx.created_twice + fx.never_created + fx.unknown_ids == 0);
+  const auto verify = env.Cli({"audit", "verify", "--config", env.config().string()});
+  INFO(verify.out + verify.err);
+  CHECK(verify.exit_code == 0);
+
+  std::cout << fmt::format(
+                   "sigterm: exit {} after {:.2f} s (drain_timeout_ms {}); {} tasks given back; {} submissions answered "
+                   "({} of them in flight at SIGTERM), {} unanswered, none of them committed; processor: {} submissions for {} "
+                   "subject requests\n",
+                   code, exit_seconds, kDrainMs, given_back, answered,
+                   in_flight_at_term, unanswered, fx.submissions, fx.processor_tasks)
             << std::flush;
 }
