@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
@@ -19,6 +20,7 @@
 
 #include "harness.h"
 #include "peers/opendsr/opendsr_peer.h"
+#include "peers/recording_server.h"
 
 using namespace rightsd::test;
 using nlohmann::json;
@@ -70,8 +72,10 @@ max_concurrency = 64
 
 std::string Email(int i) { return fmt::format("p{}@example.com", i); }
 
-std::string Body(const std::string& type, int i) {
-  return fmt::format(R"({{"type":"{}","subject":{{"identities":[{{"kind":"email","value":"{}"}}]}}}})", type, Email(i));
+std::string Body(const std::string& type, int i, const std::string& callback_url = "") {
+  const std::string callback = callback_url.empty() ? "" : R"("callback_url":")" + callback_url + R"(",)";
+  return fmt::format(R"({{"type":"{}",{}"subject":{{"identities":[{{"kind":"email","value":"{}"}}]}}}})", type,
+                     callback, Email(i));
 }
 
 struct Answer {
@@ -172,8 +176,15 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
   // Every processor call takes 100 ms, so that a kill finds calls under way: submissions the processor received
   // whose outcome the daemon never recorded, which the next run must not turn into a second subject request.
   peer.SetDelay(100ms);
-  // Short leases: a killed process's tasks are taken over after 2 s instead of a minute.
-  DaemonEnv env(true, Systems(peer, 2000, 2000));
+  // Status callbacks go through the outbox too: every status change must reach the receiver, at least once.
+  RecordingServer receiver;
+  receiver.server().Post("/hooks", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  receiver.Start();
+  // Short leases: a killed process's tasks are taken over after 2 s instead of a minute; a delivery a killed
+  // process left unanswered is sent again after 3 s (3 x timeout_ms) instead of 30.
+  DaemonEnv env(true, Systems(peer, 2000, 2000) +
+                          "[callbacks]\nsecret_file = \"callbacks.secret\"\ntimeout_ms = 1000\n");
+  std::ofstream(env.dir() / "callbacks.secret") << "crash-test-callback-secret-0123456789abcdef\n";
   const std::string token = env.token("submitter");
 
   // The client keeps calling the port it knows while the daemon is down (refused connections), as a real client
@@ -208,7 +219,7 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
     };
     for (int i = 0; i < scale.requests; ++i) {
       const std::string key = fmt::format("crash-{}", i);
-      const std::string body = Body(i % 2 ? "access" : "delete", i);
+      const std::string body = Body(i % 2 ? "access" : "delete", i, receiver.base_url() + "/hooks");
       const Answer created = retry([&](int p) {
         return SendTo(p, "POST", "/v1/requests", token, body, {{"Idempotency-Key", key}});
       });
@@ -268,7 +279,8 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
   // Let the last daemon finish the work; every request completes.
   const std::string total = std::to_string(scale.requests);
   const bool finished = Eventually([&] {
-    return env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == total;
+    return env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == total &&
+           env.db().Scalar("SELECT count(*) FROM callbacks WHERE state <> 'delivered'") == "0";
   }, 60);
   INFO(env.db().Scalar("SELECT string_agg(state || ':' || n, ', ') FROM (SELECT state, count(*) n FROM tasks "
                        "GROUP BY state) x"));
@@ -311,6 +323,34 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
   }
   CHECK(held_after_delete == 0);
   CHECK(held_after_access == scale.requests / 2);
+  // Callbacks: in_progress and completed for every request, each delivery id always the same status change.
+  std::map<std::string, std::set<std::string>> reported;           // request id -> statuses
+  std::map<std::string, std::pair<std::string, std::string>> deliveries;  // delivery id -> (request, status)
+  int callback_calls = 0, inconsistent_deliveries = 0;
+  const bool all_reported = Eventually([&] {
+    reported.clear();
+    deliveries.clear();
+    const auto calls = receiver.CallsTo("POST", "/hooks");
+    callback_calls = static_cast<int>(calls.size());
+    inconsistent_deliveries = 0;
+    for (const auto& c : calls) {
+      const json body = json::parse(c.body, nullptr, false);
+      const std::pair<std::string, std::string> change{body.value("request_id", ""), body.value("status", "")};
+      reported[change.first].insert(change.second);
+      const auto delivery = c.headers.find("Rightsd-Delivery");
+      const std::string delivery_id = delivery == c.headers.end() ? "" : delivery->second;
+      const auto [it, fresh] = deliveries.emplace(delivery_id, change);
+      inconsistent_deliveries += !fresh && it->second != change;
+    }
+    return static_cast<int>(reported.size()) == scale.requests &&
+           std::all_of(reported.begin(), reported.end(), [](const auto& r) {
+             return r.second == std::set<std::string>{"in_progress", "completed"};
+           });
+  }, 30);
+  CHECK(all_reported);
+  CHECK(inconsistent_deliveries == 0);
+  CHECK(static_cast<int>(deliveries.size()) == 2 * scale.requests);
+  CHECK(env.db().Scalar("SELECT count(*) FROM callbacks WHERE state <> 'delivered'") == "0");
   // No daemon hit an internal error on the way.
   int dropped = 0;
   for (const auto& d : daemons) {
@@ -326,9 +366,9 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
   std::cout << fmt::format(
                    "crash: seed {}, {} requests, {} kills: {} client connection errors, {} 5xx, {} idempotent replays, {} verify "
                    "409s; processor: {} submissions for {} subject requests ({} resubmissions after kills); {} "
-                   "outcomes dropped; {:.1f} s\n",
+                   "outcomes dropped; {} callback deliveries for {} status changes; {:.1f} s\n",
                    seed, scale.requests, scale.kills, connection_errors, server_errors, replays, verify_conflicts,
-                   fx.submissions, fx.processor_tasks, fx.submissions - fx.processor_tasks, dropped,
+                   fx.submissions, fx.processor_tasks, fx.submissions - fx.processor_tasks, dropped, callback_calls, deliveries.size(),
                    std::chrono::duration<double>(Clock::now() - test_start).count())
             << std::flush;
 }
