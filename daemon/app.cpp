@@ -192,8 +192,12 @@ int Serve(const Config& config) {
   }
   sd_notify(0, "STOPPING=1");
   api.Stop();
-  http_thread.join();
+  // The engine drains while the HTTP workers finish: joining the listener first waits for every idle keep-alive
+  // connection to time out (http.keep_alive_timeout, 5 s by default), and the engine would go on claiming new tasks
+  // all that time and only then start its drain_timeout_ms. Requests still being served need the store and the
+  // pool, not the engine; tasks they create are picked up by the next engine process.
   dispatcher.Stop();
+  http_thread.join();
   sweeper.Stop();
   LogInfo("stopped");
   return 0;

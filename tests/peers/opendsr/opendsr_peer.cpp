@@ -121,6 +121,7 @@ struct OpenDsrPeer::Impl {
   bool started = false;
   std::map<std::string, StoredRequest> requests;
   std::set<std::string> ever_created;
+  std::map<std::string, int> creations;
   int submits = 0;
   std::vector<Record> records;
   int fail_calls = 0;
@@ -375,6 +376,7 @@ struct OpenDsrPeer::Impl {
     r.callback_urls = std::move(callback_urls);
     auto& stored = requests[id] = std::move(r);
     ever_created.insert(id);
+    ++creations[id];
     // Live processors report creation too (the request enters "pending").
     if (options.send_callbacks) {
       stored.status = "";
@@ -602,6 +604,11 @@ int OpenDsrPeer::CreatedCount() const {
 int OpenDsrPeer::SubmitCount() const {
   std::lock_guard lock(impl_->mu);
   return impl_->submits;
+}
+
+std::map<std::string, int> OpenDsrPeer::Creations() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->creations;
 }
 
 std::optional<std::string> OpenDsrPeer::StatusOf(const std::string& id) const {

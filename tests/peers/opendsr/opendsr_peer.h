@@ -21,6 +21,7 @@
 #pragma once
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,6 +102,9 @@ class OpenDsrPeer {
   // submission had no second effect.
   int CreatedCount() const;
   int SubmitCount() const;  // POST /requests calls, refused ones included
+  // How many times each subject_request_id was created (answered 201): the side effect a crashed and re-run task
+  // must not repeat. More than 1 only if the processor lost the request in between (Forget).
+  std::map<std::string, int> Creations() const;
   std::optional<std::string> StatusOf(const std::string& id) const;
   std::optional<nlohmann::json> RequestOf(const std::string& id) const;  // the body as submitted
   int PollsOf(const std::string& id) const;
