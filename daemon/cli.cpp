@@ -16,6 +16,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "migrate.h"
+#include "retention.h"
 
 namespace rightsd {
 
@@ -31,6 +32,7 @@ constexpr const char* kUsage =
     "  token new --role R --name N    print a new token and its tokens-file line\n"
     "  keygen [--out FILE]            write a new 32-byte PII key (to crypto.key_file by default)\n"
     "  audit verify                   check the audit trail's hash chain\n"
+    "  purge [--dry-run]              remove the personal data of requests closed over purge.retention_months ago\n"
     "FILE defaults to /etc/rightsd/rightsd.toml\n";
 
 int Fail(int code, const std::string& message) {
@@ -50,6 +52,8 @@ std::optional<Args> ParseArgs(int argc, char** argv, std::string& error) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       args.options["help"] = "1";
+    } else if (a == "--dry-run") {
+      args.options["dry-run"] = "1";
     } else if (a.starts_with("--")) {
       std::string name = a.substr(2), value;
       if (auto eq = name.find('='); eq != std::string::npos) {
@@ -175,8 +179,11 @@ int RunCli(int argc, char** argv) {
       if (!CheckOptions(args, {"out", "config"}, error)) return Fail(2, error);
       return Keygen(args);
     }
-    if (!CheckOptions(args, {"config"}, error)) return Fail(2, error);
-    if (command != "serve" && command != "migrate" && command != "check-config" && command != "audit verify") {
+    const bool options_ok = command == "purge" ? CheckOptions(args, {"config", "dry-run"}, error)
+                                               : CheckOptions(args, {"config"}, error);
+    if (!options_ok) return Fail(2, error);
+    if (command != "serve" && command != "migrate" && command != "check-config" && command != "audit verify" &&
+        command != "purge") {
       return Fail(2, fmt::format("unknown command '{}'\n{}", command, kUsage));
     }
     Config config = LoadConfig(ConfigPath(args));
@@ -193,6 +200,19 @@ int RunCli(int argc, char** argv) {
       const SchemaStatus status = CheckSchema(*conn);
       std::printf("schema at version %d (%d migration%s applied now)\n", status.applied_version, applied,
                   applied == 1 ? "" : "s");
+      return 0;
+    }
+    if (command == "purge") {
+      // A schema without purged_at would fail half-way; say what to do instead.
+      const SchemaStatus status = CheckSchema(*conn);
+      if (!status.current()) {
+        return Fail(1, fmt::format("database schema is at version {} but this binary needs {}: run 'rightsd migrate'",
+                                   status.applied_version, status.latest_version));
+      }
+      const PurgePolicy policy{config.purge.retention_months, config.purge.batch_size, config.calendar.timezone};
+      const bool dry_run = args.options.count("dry-run") > 0;
+      const PurgeReport report = dry_run ? PlanPurge(*conn, policy) : RunPurge(*conn, policy);
+      std::printf("%s\n", PurgeSummary(report, dry_run).c_str());
       return 0;
     }
     // audit verify

@@ -25,6 +25,7 @@ const std::map<std::string, std::set<std::string>>& KnownKeys() {
       {"engine", {"enabled", "lease_ms", "claim_batch", "max_in_flight", "backoff_base_ms", "backoff_max_ms",
                   "drain_timeout_ms"}},
       {"callbacks", {"secret_file", "max_attempts", "timeout_ms"}},
+      {"purge", {"retention_months", "batch_size"}},
   };
   return keys;
 }
@@ -263,6 +264,11 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
   if (r.Find("callbacks", "secret_file")) c.callbacks.secret_file = r.Path("callbacks", "secret_file");
   c.callbacks.max_attempts = static_cast<int>(r.Int("callbacks", "max_attempts", c.callbacks.max_attempts, 1, 100));
   c.callbacks.timeout_ms = static_cast<int>(r.Int("callbacks", "timeout_ms", c.callbacks.timeout_ms, 100, 600000));
+
+  c.purge.retention_months =
+      static_cast<int>(r.Int("purge", "retention_months", c.purge.retention_months, 24, 1200));
+  c.purge.batch_size = static_cast<int>(r.Int("purge", "batch_size", c.purge.batch_size, 1, 10000));
+
   c.systems = ParseSystems(root, r);
   return c;
 }

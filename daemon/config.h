@@ -72,6 +72,12 @@ struct Config {
     int timeout_ms = 10000;
   } callbacks;
 
+  // Retention (11 CCR §7101): `rightsd purge` removes the personal data of requests closed longer ago than this.
+  struct Purge {
+    int retention_months = 24;  // §7101 keeps request records at least 24 months: nothing lower is accepted
+    int batch_size = 500;       // requests per transaction
+  } purge;
+
   // The data map: one entry per system that holds personal data.
   struct System {
     std::string name;

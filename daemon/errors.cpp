@@ -20,6 +20,7 @@ constexpr std::array kProblems = {
     Row{ErrorCode::kBadSignature, {401, "urn:rightsd:problem:bad-signature", "The callback's signature does not verify"}},
     Row{ErrorCode::kForbidden, {403, "urn:rightsd:problem:forbidden", "The token's role may not do this"}},
     Row{ErrorCode::kNotFound, {404, "urn:rightsd:problem:not-found", "No such resource"}},
+    Row{ErrorCode::kGone, {410, "urn:rightsd:problem:gone", "The resource was removed under the retention policy"}},
     Row{ErrorCode::kMethodNotAllowed, {405, "urn:rightsd:problem:method-not-allowed", "Method not allowed here"}},
     Row{ErrorCode::kIdempotencyMismatch,
         {409, "urn:rightsd:problem:idempotency-key-reused", "The Idempotency-Key was used with another body"}},

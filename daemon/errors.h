@@ -18,6 +18,7 @@ enum class ErrorCode {
   kBadSignature,          // a peer's signed callback that does not verify
   kForbidden,
   kNotFound,
+  kGone,                  // it existed, and was removed on purpose (the retention purge)
   kMethodNotAllowed,
   kIdempotencyMismatch,   // same Idempotency-Key, different body
   kTransitionNotAllowed,  // the state table or a legal rule forbids the action now

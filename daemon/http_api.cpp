@@ -63,6 +63,7 @@ json RenderRequest(const RequestRecord& r, LocalDate today, int at_risk_days, bo
                                  : json()},
       {"created_by", r.created_by},
       {"updated_at", FormatRfc3339(r.updated_at)},
+      {"purged_at", TimeOrNull(r.purged_at)},
   };
   if (!full) return out;
   json identities = json::array();

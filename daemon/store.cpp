@@ -21,8 +21,9 @@ constexpr const char* kRequestColumns =
     "(extract(epoch from r.acknowledged_at) * 1000000)::bigint, (extract(epoch from r.verified_at) * 1000000)::bigint, "
     "r.verification::text, (extract(epoch from r.closed_at) * 1000000)::bigint, r.closed_on::text, r.denial_reason, "
     "r.denial_detail, r.sla_state, r.created_by, (extract(epoch from r.updated_at) * 1000000)::bigint, "
-    "encode(r.agent_sealed, 'hex'), encode(r.corrections_sealed, 'hex'), r.callback_url";
-constexpr int kColumnCount = 24;
+    "encode(r.agent_sealed, 'hex'), encode(r.corrections_sealed, 'hex'), r.callback_url, "
+    "(extract(epoch from r.purged_at) * 1000000)::bigint";
+constexpr int kColumnCount = 25;
 
 Timestamp FromMicros(long long us) { return Timestamp{std::chrono::microseconds{us}}; }
 
@@ -74,6 +75,7 @@ RequestRecord RowToRecord(const pqxx::row& row) {
   r.created_by = row[19].as<std::string>();
   r.updated_at = FromMicros(row[20].as<long long>());
   r.callback_url = OptString(row[23]);
+  r.purged_at = OptTimestamp(row[24]);
   return r;
 }
 
@@ -895,9 +897,18 @@ std::optional<json> Store::GetPackage(const std::string& request_id) {
   if (!IsUuid(request_id)) return std::nullopt;
   const auto sealed = WithTransaction(pool_, [&](pqxx::work& txn) -> std::optional<std::string> {
     const auto r = txn.exec_params(
-        "SELECT encode(package_sealed, 'hex') FROM request_packages WHERE request_id = $1::uuid", request_id);
+        "SELECT (extract(epoch from r.purged_at) * 1000000)::bigint, encode(p.package_sealed, 'hex') FROM requests r "
+        "LEFT JOIN request_packages p ON p.request_id = r.id WHERE r.id = $1::uuid",
+        request_id);
     if (r.empty()) return std::nullopt;
-    return r[0][0].as<std::string>();
+    if (!r[0][0].is_null()) {
+      throw ApiError(ErrorCode::kGone,
+                     fmt::format("the request's personal data, any access package included, was purged at {} under "
+                                 "the retention policy (11 CCR 7101); its record is kept",
+                                 FormatRfc3339(FromMicros(r[0][0].as<long long>()))));
+    }
+    if (r[0][1].is_null()) return std::nullopt;
+    return r[0][1].as<std::string>();
   });
   if (!sealed) return std::nullopt;
   const auto opened = cipher_.Open(*FromHex(*sealed), PackageContext(request_id));

@@ -71,6 +71,7 @@ struct RequestRecord {
   SlaState stored_sla_state = SlaState::kOnTrack;
   std::string created_by;
   Timestamp updated_at;
+  std::optional<Timestamp> purged_at;  // the retention purge removed its personal data (retention.h)
   // Filled by Get only.
   std::vector<IdentityView> identities;
   std::vector<HistoryEntry> history;
@@ -205,7 +206,8 @@ class Store {
   bool WakeTask(const std::string& task_id);
   // The system a task belongs to, or none.
   std::optional<std::string> TaskSystem(const std::string& task_id);
-  // The sealed access package, opened; none if the request has none.
+  // The sealed access package, opened; none if the request has none. Throws ApiError(kGone) for a request the
+  // retention purge has emptied.
   std::optional<nlohmann::json> GetPackage(const std::string& request_id);
 
   std::vector<CallbackDelivery> ClaimCallbacks(int limit, std::chrono::milliseconds lease);

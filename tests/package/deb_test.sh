@@ -27,7 +27,8 @@ done
 
 root="$scratch/root"
 dpkg -x "$deb" "$root"
-for f in usr/bin/rightsd usr/lib/systemd/system/rightsd.service usr/lib/sysusers.d/rightsd.conf \
+for f in usr/bin/rightsd usr/lib/systemd/system/rightsd.service usr/lib/systemd/system/rightsd-purge.service \
+    usr/lib/systemd/system/rightsd-purge.timer usr/lib/sysusers.d/rightsd.conf \
     usr/lib/tmpfiles.d/rightsd.conf usr/share/rightsd/holidays-ca.txt usr/share/rightsd/migrations/0001_core.sql \
     usr/share/rightsd/migrations/0002_tasks.sql usr/share/doc/rightsd/rightsd.example.toml \
     usr/share/doc/rightsd/operations.md usr/share/doc/rightsd/api.md usr/share/doc/rightsd/README.md; do

@@ -265,3 +265,21 @@ TEST_CASE("config: TOML syntax errors name the line", "[config]") {
   CHECK_THAT(Error("[http]\nthreads = 4\n[http]\nlisten = \"a:1\"\n"), StartsWith("/etc/rightsd/rightsd.toml:3:"));
   CHECK_THROWS_AS(ParseConfig("[http", kFile), ConfigError);
 }
+
+// 11 CCR §7101 keeps records of requests at least 24 months: a shorter retention is a config error, not a choice.
+TEST_CASE("purge: retention_months defaults to 24, and below 24 is refused", "[config][purge]") {
+  const Config defaults = ParseConfig(kRequired, kFile);
+  CHECK(defaults.purge.retention_months == 24);
+  CHECK(defaults.purge.batch_size == 500);
+  CHECK(ParseConfig(With("[purge]\nretention_months = 24"), kFile).purge.retention_months == 24);
+  CHECK(ParseConfig(With("[purge]\nretention_months = 84\nbatch_size = 1"), kFile).purge.retention_months == 84);
+  CHECK(Error(With("[purge]\nretention_months = 23")) ==
+        "/etc/rightsd/rightsd.toml: purge.retention_months: must be between 24 and 1200");
+  CHECK(Error(With("[purge]\nretention_months = 0")) ==
+        "/etc/rightsd/rightsd.toml: purge.retention_months: must be between 24 and 1200");
+  CHECK(Error(With("[purge]\nretention_months = 24.5")) ==
+        "/etc/rightsd/rightsd.toml: purge.retention_months: must be an integer");
+  CHECK(Error(With("[purge]\nbatch_size = 0")) ==
+        "/etc/rightsd/rightsd.toml: purge.batch_size: must be between 1 and 10000");
+  CHECK(Error(With("[purge]\nretention_days = 730")) == "/etc/rightsd/rightsd.toml: purge.retention_days: unknown key");
+}
