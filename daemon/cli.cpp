@@ -16,6 +16,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "migrate.h"
+#include "report.h"
 #include "retention.h"
 
 namespace rightsd {
@@ -33,6 +34,8 @@ constexpr const char* kUsage =
     "  keygen [--out FILE]            write a new 32-byte PII key (to crypto.key_file by default)\n"
     "  audit verify                   check the audit trail's hash chain\n"
     "  purge [--dry-run]              remove the personal data of requests closed over purge.retention_months ago\n"
+    "  report metrics --year Y [--format json|markdown]\n"
+    "                                 the 11 CCR 7102 figures of requests received in year Y\n"
     "FILE defaults to /etc/rightsd/rightsd.toml\n";
 
 int Fail(int code, const std::string& message) {
@@ -166,7 +169,8 @@ int RunCli(int argc, char** argv) {
     return args.options.count("help") ? 0 : 2;
   }
   const std::string command = args.words[0] + (args.words.size() > 1 ? " " + args.words[1] : "");
-  const std::size_t expected_words = (args.words[0] == "token" || args.words[0] == "audit") ? 2 : 1;
+  const std::size_t expected_words =
+      (args.words[0] == "token" || args.words[0] == "audit" || args.words[0] == "report") ? 2 : 1;
   if (args.words.size() != expected_words) return Fail(2, fmt::format("unknown command '{}'\n{}", command, kUsage));
 
   try {
@@ -179,12 +183,25 @@ int RunCli(int argc, char** argv) {
       if (!CheckOptions(args, {"out", "config"}, error)) return Fail(2, error);
       return Keygen(args);
     }
-    const bool options_ok = command == "purge" ? CheckOptions(args, {"config", "dry-run"}, error)
-                                               : CheckOptions(args, {"config"}, error);
+    const bool options_ok = command == "purge"            ? CheckOptions(args, {"config", "dry-run"}, error)
+                            : command == "report metrics" ? CheckOptions(args, {"config", "year", "format"}, error)
+                                                          : CheckOptions(args, {"config"}, error);
     if (!options_ok) return Fail(2, error);
     if (command != "serve" && command != "migrate" && command != "check-config" && command != "audit verify" &&
-        command != "purge") {
+        command != "purge" && command != "report metrics") {
       return Fail(2, fmt::format("unknown command '{}'\n{}", command, kUsage));
+    }
+    int report_year = 0;
+    std::string report_format = "json";
+    if (command == "report metrics") {
+      const auto year = args.options.find("year");
+      if (year == args.options.end() || year->second.size() != 4 ||
+          year->second.find_first_not_of("0123456789") != std::string::npos ||
+          (report_year = std::stoi(year->second)) < 2020 || report_year > 2100) {
+        return Fail(2, "report metrics needs --year YYYY (2020 to 2100)");
+      }
+      if (auto f = args.options.find("format"); f != args.options.end()) report_format = f->second;
+      if (report_format != "json" && report_format != "markdown") return Fail(2, "--format is json or markdown");
     }
     Config config = LoadConfig(ConfigPath(args));
     if (command == "check-config") {
@@ -213,6 +230,14 @@ int RunCli(int argc, char** argv) {
       const bool dry_run = args.options.count("dry-run") > 0;
       const PurgeReport report = dry_run ? PlanPurge(*conn, policy) : RunPurge(*conn, policy);
       std::printf("%s\n", PurgeSummary(report, dry_run).c_str());
+      return 0;
+    }
+    if (command == "report metrics") {
+      pqxx::work txn(*conn);
+      const auto metrics = ComputeYearMetrics(txn, report_year, config.calendar.timezone);
+      txn.commit();
+      const std::string text = report_format == "json" ? metrics.dump(2) + "\n" : YearMetricsMarkdown(metrics);
+      std::fputs(text.c_str(), stdout);
       return 0;
     }
     // audit verify

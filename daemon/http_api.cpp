@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "metrics.h"
+#include "report.h"
 
 namespace rightsd {
 
@@ -301,6 +302,25 @@ void HttpApi::Routes() {
     }
   };
 
+  server_.Get("/v1/reports/metrics", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
+                                                                                          const Principal&) {
+                check_params(req, {"year", "format"});
+                const std::string year = req.get_param_value("year");
+                if (year.size() != 4 || year.find_first_not_of("0123456789") != std::string::npos) {
+                  throw ApiError(ErrorCode::kInvalidField, "'year' must be a year such as 2026", "year");
+                }
+                const std::string format = req.has_param("format") ? req.get_param_value("format") : "json";
+                if (format != "json" && format != "markdown") {
+                  throw ApiError(ErrorCode::kInvalidField, "'format' must be json or markdown", "format");
+                }
+                const auto metrics = deps_.store.YearMetrics(std::stoi(year));
+                if (format == "markdown") {
+                  res.status = 200;
+                  res.set_content(YearMetricsMarkdown(metrics), "text/markdown; charset=utf-8");
+                } else {
+                  SendJson(res, 200, metrics);
+                }
+              }));
   server_.Get("/metrics", guarded(Permission::kReadRequests, [this](const Req&, Res& res, const Principal&) {
                 const MetricGauges gauges = deps_.store.ReadMetricGauges(deps_.now());
                 res.status = 200;

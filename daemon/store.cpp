@@ -1,5 +1,7 @@
 #include "store.h"
 
+#include "report.h"
+
 #include <fmt/format.h>
 
 #include <sodium.h>
@@ -305,6 +307,11 @@ SlaSummary Store::Summary() {
     s.next_acknowledge_by = OptDate(ack[0]);
     return s;
   });
+}
+
+nlohmann::json Store::YearMetrics(int year) {
+  if (year < 2020 || year > 2100) throw ApiError(ErrorCode::kInvalidField, "'year' must be between 2020 and 2100", "year");
+  return WithTransaction(pool_, [&](pqxx::work& txn) { return ComputeYearMetrics(txn, year, calendar_.Zone()->name()); });
 }
 
 MetricGauges Store::ReadMetricGauges(Timestamp now) {

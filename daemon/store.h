@@ -174,6 +174,8 @@ class Store {
   SlaSummary Summary();
   // The database's figures for GET /metrics. Reads open requests (partial index) and unfinished tasks only.
   MetricGauges ReadMetricGauges(Timestamp now);
+  // The 11 CCR 7102 figures of requests received in `year` (report.h). Throws ApiError for a year out of range.
+  nlohmann::json YearMetrics(int year);
   // The funnel. Throws ApiError(kNotFound) or ApiError(kTransitionNotAllowed) (nothing written).
   void Apply(const std::string& id, const ActionInput& action, const Principal& by, Timestamp now);
   // Revisits open requests whose SLA state may have changed by `now`; returns how many changed state.
