@@ -15,7 +15,7 @@ namespace {
 // The declared keys, table by table. A key missing here is rejected as unknown.
 const std::map<std::string, std::set<std::string>>& KnownKeys() {
   static const std::map<std::string, std::set<std::string>> keys = {
-      {"http", {"listen", "threads", "max_body_bytes", "keep_alive_timeout", "keep_alive_max_requests",
+      {"http", {"listen", "threads", "max_queued", "max_body_bytes", "keep_alive_timeout", "keep_alive_max_requests",
                 "read_timeout"}},
       {"database", {"url", "pool_size", "acquire_timeout_ms", "statement_timeout_ms"}},
       {"calendar", {"timezone", "holidays_file", "business_days", "at_risk_days"}},
@@ -229,6 +229,7 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
   c.file = file;
   ParseListen(r, r.String("http", "listen", "127.0.0.1:8080"), c.http);
   c.http.threads = static_cast<int>(r.Int("http", "threads", c.http.threads, 2, 4096));
+  c.http.max_queued = static_cast<int>(r.Int("http", "max_queued", c.http.max_queued, 0, 100000));
   c.http.max_body_bytes = r.Int("http", "max_body_bytes", c.http.max_body_bytes, 1024, 64L << 20);
   c.http.keep_alive_timeout_s = static_cast<int>(r.Int("http", "keep_alive_timeout", c.http.keep_alive_timeout_s, 1, 3600));
   c.http.keep_alive_max_requests =

@@ -23,6 +23,7 @@ struct Config {
     std::string host = "127.0.0.1";
     int port = 8080;
     int threads = 64;
+    int max_queued = 64;  // connections waiting for a thread beyond this are answered 503 at once
     long max_body_bytes = 1 << 20;
     int keep_alive_timeout_s = 5;
     int keep_alive_max_requests = 100000;

@@ -1,7 +1,12 @@
 // A fixed-size pool of PostgreSQL connections. A lease gives one thread sole use of one connection (libpqxx
 // connections must never be shared mid-operation). Acquire waits at most acquire_timeout and then fails with
 // ApiError(kUnavailable); a connection found broken is dropped and replaced on a later acquire, so the pool heals
-// by itself after a database restart. Thread-safe.
+// by itself after a database restart.
+//
+// Database restarts: an idle connection whose server went away is noticed when it is leased (its socket is
+// readable: the server's termination notice or EOF) and replaced at once. After a failed connect, Acquire answers
+// kUnavailable without trying again until a backoff (50 ms doubling to 1 s) has passed, so that a database that is
+// down costs callers no connect attempts each, and one that is back is used again within a second. Thread-safe.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -61,11 +66,15 @@ class DbPool {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;
   int leased_or_opening_ = 0;
+  // Reconnect backoff after failed connects (guarded by mu_).
+  int connect_failures_ = 0;
+  std::chrono::steady_clock::time_point next_connect_at_{};
 };
 
 // Runs `fn(txn)` in a transaction on a leased connection and commits. Maps failures: a broken connection or
-// server shutdown -> ApiError(kUnavailable) (and the connection is discarded); a serialization failure or
-// deadlock is retried up to 3 times; other SQL errors propagate as pqxx exceptions.
+// server shutdown -> ApiError(kUnavailable) (and the connection is discarded) -- except that a connection lost
+// before COMMIT is retried once on a fresh connection, since nothing was committed; a serialization failure or
+// deadlock is retried up to 3 times; other SQL errors propagate as pqxx exceptions. `fn` may run more than once.
 template <typename Fn>
 auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>()));
 

@@ -5,8 +5,16 @@ namespace rightsd {
 
 template <typename Fn>
 auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>())) {
+  bool reconnected = false;
   for (int attempt = 1;; ++attempt) {
     auto lease = pool.Acquire();
+    // A connection lost before COMMIT committed nothing: one more try on a fresh connection hides a restart that
+    // happened between two calls. Lost during COMMIT (in_doubt) it may have committed: never retried here.
+    auto lost = [&](const char* detail) {
+      lease.Discard();
+      if (reconnected) throw ApiError(ErrorCode::kUnavailable, detail);
+      reconnected = true;
+    };
     try {
       pqxx::work txn(lease.conn());
       if constexpr (std::is_void_v<decltype(fn(txn))>) {
@@ -18,17 +26,18 @@ auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::wo
         txn.commit();
         return result;
       }
-    } catch (const pqxx::broken_connection&) {
-      lease.Discard();
-      throw ApiError(ErrorCode::kUnavailable, "the database is unreachable");
     } catch (const pqxx::in_doubt_error&) {
       lease.Discard();
       throw ApiError(ErrorCode::kUnavailable, "the database connection was lost during commit");
+    } catch (const pqxx::broken_connection&) {
+      lost("the database is unreachable");
+      continue;
     } catch (const pqxx::sql_error& e) {
       const std::string state = e.sqlstate();
-      if (IsUnavailable(state)) {
-        lease.Discard();
-        throw ApiError(ErrorCode::kUnavailable, "the database is unavailable");
+      // libpq reports a connection that died mid-statement with no SQLSTATE at all.
+      if (IsUnavailable(state) || !lease.conn().is_open()) {
+        lost("the database is unavailable");
+        continue;
       }
       if ((state == "40001" || state == "40P01") && attempt < 3) continue;
       if (state == "57014") throw ApiError(ErrorCode::kUnavailable, "the database did not answer in time");

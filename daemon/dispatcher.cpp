@@ -334,6 +334,12 @@ void Dispatcher::Loop() {
     }
     auto wait = std::chrono::milliseconds(5000);
     try {
+      // libpq closes the socket of a connection it found broken and libpqxx's get_notifs() then returns 0 quietly:
+      // without this check the loop would never LISTEN again after a database restart.
+      if (listen && !listen->is_open()) {
+        listener.reset();
+        listen.reset();
+      }
       if (!listen) {
         listen = pool_.Connect();
         listener = std::make_unique<TasksListener>(*listen);

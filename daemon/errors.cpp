@@ -26,7 +26,10 @@ constexpr std::array kProblems = {
         {409, "urn:rightsd:problem:idempotency-key-reused", "The Idempotency-Key was used with another body"}},
     Row{ErrorCode::kTransitionNotAllowed,
         {409, "urn:rightsd:problem:transition-not-allowed", "The request's state does not allow this action"}},
-    Row{ErrorCode::kUnavailable, {503, "urn:rightsd:problem:unavailable", "Temporarily unavailable; retry later"}},
+    // A database restart takes a few seconds and the pool retries its connect within one: 1 s is soon enough.
+    Row{ErrorCode::kUnavailable, {503, "urn:rightsd:problem:unavailable", "Temporarily unavailable; retry later", 1}},
+    Row{ErrorCode::kOverloaded,
+        {503, "urn:rightsd:problem:overloaded", "The server is at capacity; retry later", 1}},
     Row{ErrorCode::kInternal, {500, "urn:rightsd:problem:internal", "Internal error"}},
 };
 }  // namespace

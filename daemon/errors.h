@@ -23,6 +23,7 @@ enum class ErrorCode {
   kIdempotencyMismatch,   // same Idempotency-Key, different body
   kTransitionNotAllowed,  // the state table or a legal rule forbids the action now
   kUnavailable,           // database down or pool exhausted: retry later
+  kOverloaded,            // more connections than http.threads + http.max_queued: retry later
   kInternal,
 };
 
@@ -30,6 +31,7 @@ struct ProblemSpec {
   int status;
   std::string_view type;
   std::string_view title;
+  int retry_after_s = 0;  // > 0: answers carry "Retry-After: <seconds>"
 };
 
 const ProblemSpec& ProblemFor(ErrorCode code);

@@ -9,6 +9,7 @@
 
 #include "connectors/webhook/webhook.h"
 #include "crypto.h"
+#include "http_queue.h"
 #include "log.h"
 #include "metrics.h"
 #include "report.h"
@@ -27,7 +28,7 @@ std::string Dump(const json& body) { return body.dump(-1, ' ', false, json::erro
 void SendProblem(httplib::Response& res, const ApiError& error, const std::string& instance) {
   const auto& spec = ProblemFor(error.code());
   res.status = spec.status;
-  if (error.code() == ErrorCode::kUnavailable) res.set_header("Retry-After", "1");
+  if (spec.retry_after_s > 0) res.set_header("Retry-After", std::to_string(spec.retry_after_s));
   if (error.code() == ErrorCode::kUnauthenticated) res.set_header("WWW-Authenticate", "Bearer realm=\"rightsd\"");
   res.set_content(Dump(ProblemBody(error, instance)), kProblemType);
 }
@@ -155,7 +156,8 @@ const std::vector<std::pair<std::regex, std::string>>& KnownPaths() {
 
 HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)) {
   const int threads = deps_.http.threads;
-  server_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  const int max_queued = deps_.http.max_queued;
+  server_.new_task_queue = [threads, max_queued] { return new BoundedTaskQueue(threads, max_queued); };
   server_.set_tcp_nodelay(true);
   server_.set_keep_alive_max_count(static_cast<size_t>(deps_.http.keep_alive_max_requests));
   server_.set_keep_alive_timeout(deps_.http.keep_alive_timeout_s);
@@ -258,6 +260,12 @@ void HttpApi::Routes() {
     return [this, permission, fn](const Req& req, Res& res) {
       request_started = std::chrono::steady_clock::now();  // the logger below observes the latency
       try {
+        // Before authentication: the point is to spend as little as possible on a connection over the bound.
+        // /healthz is exempt: it costs nothing, and a supervisor must not take an overloaded daemon for a dead one.
+        if (BoundedTaskQueue::OnOverflowLane() && req.path != "/healthz") {
+          res.set_header("Connection", "close");
+          throw ApiError(ErrorCode::kOverloaded, "too many connections are waiting; retry after the Retry-After");
+        }
         Principal principal{Role::kViewer, ""};
         if (permission) {
           const std::string authorization = req.get_header_value("Authorization");

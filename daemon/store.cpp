@@ -758,8 +758,11 @@ bool Store::RecordOutcome(const ClaimedTask& task, const Outcome& outcome, const
         } else {
           state = "pending";
           error = Truncate(outcome.message, 2000);
-          delay_ms = (outcome.retry_after ? std::min(*outcome.retry_after, std::chrono::milliseconds(86400000))
-                                          : Backoff(task.attempts, policy))
+          // The peer's Retry-After is a floor, not the delay: a system that says "1 s" all through a long outage
+          // would otherwise use up max_attempts in seconds and dead-letter tasks it is about to accept.
+          delay_ms = std::max(outcome.retry_after ? std::min(*outcome.retry_after, std::chrono::milliseconds(86400000))
+                                                  : std::chrono::milliseconds(0),
+                              Backoff(task.attempts, policy))
                          .count();
         }
         break;

@@ -4,6 +4,9 @@
 #   tests/pg-cluster.sh start DIR PORT   wipe DIR (stopping any cluster in it),
 #                                        init DIR/data, start it on DIR/socket
 #   tests/pg-cluster.sh stop  DIR PORT   stop it and remove DIR
+#   tests/pg-cluster.sh restart DIR PORT [SECONDS_DOWN]
+#                                        pg_ctl restart -m fast; with SECONDS_DOWN, a fast stop, that long
+#                                        with no server, then a start (an outage a client can observe)
 #
 # stdout carries exactly one line on a successful start:
 #   postgres ready on DIR/socket port PORT
@@ -18,7 +21,7 @@ usage() {
     exit 2
 }
 
-(($# == 3)) || usage
+(($# == 3)) || { (($# == 4)) && [[ "$1" == restart ]]; } || usage
 action="$1"
 [[ -n "$2" ]] || usage
 dir="$(realpath -m -- "$2")"
@@ -56,6 +59,19 @@ start)
     ;;
 stop)
     wipe "$dir"
+    ;;
+restart)
+    [[ -f "$dir/.rightsd-pg-cluster" ]] || rightsd::die "no cluster made by $0 in $dir"
+    down="${4:-0}"
+    [[ "$down" =~ ^[0-9]+(\.[0-9]+)?$ ]] || rightsd::die "SECONDS_DOWN must be a number, got '$down'"
+    if [[ "$down" == 0 ]]; then
+        rightsd::_as_pg "$(rightsd::pg_bindir)/pg_ctl" restart -m fast -w -t 30 -D "$dir/data" -l "$dir/postgres.log" >&2
+    else
+        rightsd::pg_stop "$dir"
+        sleep "$down"
+    fi
+    rightsd::pg_start "$dir" "$port" >/dev/null
+    echo "postgres ready on $dir/socket port $port"
     ;;
 *)
     usage
