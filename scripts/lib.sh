@@ -7,7 +7,7 @@
 #   rightsd::install_deps             install missing Debian packages, then
 #                                     rightsd::install_node_deps
 #   rightsd::install_node_deps        Node.js >= 20.19 and npm, and `npm ci` for
-#                                     the FHIR test peer (tests/peers/fhir)
+#                                     the FHIR test peer and the OpenAPI checks
 #   rightsd::build [cmake args...]    configure + build into $RIGHTSD_ROOT/build
 #   rightsd::pg_init DIR [name=value...]
 #                                     new cluster in DIR/data, socket dir DIR/socket
@@ -148,7 +148,7 @@ rightsd::_node_version_ok() {
 # rightsd::install_node_deps: node and npm (nodejs + npm from apt if there is no node at all), then `npm ci` for
 # the FHIR test peer when its node_modules is missing or older than its package-lock.json.
 rightsd::install_node_deps() {
-    local dir="$RIGHTSD_ROOT/tests/peers/fhir" version
+    local dir version
     if ! command -v node >/dev/null 2>&1; then
         rightsd::log "node not found; trying the distribution's nodejs and npm"
         if ! rightsd::_apt_install nodejs npm; then
@@ -168,16 +168,19 @@ rightsd::install_node_deps() {
         rightsd::err "npm not found (Node.js $version is installed): install the npm that goes with it"
         return 1
     fi
-    if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
-        return 0
-    fi
-    rightsd::log "installing the FHIR test peer's npm packages (npm ci in $dir)"
-    if ! npm ci --no-audit --no-fund --prefix "$dir" >&2; then
-        rightsd::err "npm ci failed in $dir"
-        return 1
-    fi
-    # npm ci recreates node_modules, but make its date say "after the lock file" whatever the file system did.
-    touch "$dir/node_modules"
+    # The FHIR peer, and the OpenAPI checks (Redocly CLI).
+    for dir in "$RIGHTSD_ROOT/tests/peers/fhir" "$RIGHTSD_ROOT/tests/openapi"; do
+        if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+            continue
+        fi
+        rightsd::log "installing npm packages (npm ci in $dir)"
+        if ! npm ci --no-audit --no-fund --prefix "$dir" >&2; then
+            rightsd::err "npm ci failed in $dir"
+            return 1
+        fi
+        # npm ci recreates node_modules, but make its date say "after the lock file" whatever the file system did.
+        touch "$dir/node_modules"
+    done
 }
 
 # ---------------------------------------------------------------------------
