@@ -42,7 +42,7 @@ bool Allows(Role role, Permission p) {
 }
 
 TokenStore TokenStore::Parse(std::string_view text) {
-  TokenStore store;
+  Map by_hash;
   std::set<std::string> names;
   std::istringstream in{std::string(text)};
   std::string line;
@@ -66,17 +66,31 @@ TokenStore TokenStore::Parse(std::string_view text) {
       throw TokensFileError(fmt::format("line {}: the token hash must be 64 hex characters (sha256)", line_no));
     }
     if (!names.insert(name).second) throw TokensFileError(fmt::format("line {}: duplicate name '{}'", line_no, name));
-    if (!store.by_hash_.emplace(digest, Principal{*role, name}).second) {
+    if (!by_hash.emplace(digest, Principal{*role, name}).second) {
       throw TokensFileError(fmt::format("line {}: the same token hash appears twice", line_no));
     }
   }
+  TokenStore store;
+  store.state_->map = std::make_shared<const Map>(std::move(by_hash));
   return store;
+}
+
+std::shared_ptr<const TokenStore::Map> TokenStore::Current() const {
+  std::lock_guard lock(state_->mu);
+  return state_->map;
+}
+
+void TokenStore::ReplaceWith(const TokenStore& fresh) {
+  std::shared_ptr<const Map> map = fresh.Current();
+  std::lock_guard lock(state_->mu);
+  state_->map = std::move(map);
 }
 
 std::optional<Principal> TokenStore::Authenticate(std::string_view token) const {
   if (token.empty() || token.size() > 512) return std::nullopt;
-  auto it = by_hash_.find(Sha256Hex(token));
-  if (it == by_hash_.end()) return std::nullopt;
+  const auto by_hash = Current();
+  auto it = by_hash->find(Sha256Hex(token));
+  if (it == by_hash->end()) return std::nullopt;
   return it->second;
 }
 

@@ -1,7 +1,9 @@
 // Bearer tokens and roles. The tokens file holds only SHA-256 hashes of tokens, one "<role> <name> <hex>" a line;
 // a presented token is hashed and looked up, so the daemon never holds a token in the clear.
-// A TokenStore is immutable after parsing and so safe to share between threads.
+// A TokenStore is safe to share between threads; ReplaceWith swaps its whole table at once (SIGHUP reload).
 #pragma once
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,10 +41,19 @@ class TokenStore {
   // Throws TokensFileError("line N: ...") on a malformed line, an unknown role, a bad hash or a duplicate name.
   static TokenStore Parse(std::string_view text);
   std::optional<Principal> Authenticate(std::string_view token) const;
-  std::size_t size() const { return by_hash_.size(); }
+  std::size_t size() const { return Current()->size(); }
+  // Puts `fresh`'s tokens in place of these -- for this store and every copy of it -- while other threads
+  // authenticate: on SIGHUP a token taken out of the tokens file stops working without a restart.
+  void ReplaceWith(const TokenStore& fresh);
 
  private:
-  std::unordered_map<std::string, Principal> by_hash_;  // hex sha256 -> principal
+  using Map = std::unordered_map<std::string, Principal>;  // hex sha256 -> principal
+  struct State {
+    std::mutex mu;
+    std::shared_ptr<const Map> map = std::make_shared<const Map>();
+  };
+  std::shared_ptr<const Map> Current() const;
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 // "Bearer <token>" -> token; nullopt when the header is missing or not a bearer credential.

@@ -7,7 +7,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -157,5 +159,59 @@ TEST_CASE("systemd: secrets come from $CREDENTIALS_DIRECTORY when LoadCredential
   REQUIRE(d.WaitReady());
   CHECK(d.Call("GET", "/v1/sla/summary", token).status == 200);
   CHECK(d.Call("GET", "/v1/sla/summary", env.token("viewer")).status == 401);
+  CHECK(d.Stop() == 0);
+}
+
+TEST_CASE("systemd: SIGHUP reloads the tokens file between RELOADING and READY, and keeps the running config when "
+          "the new one is refused",
+          "[systemd][authz]") {
+  DaemonEnv env(true);
+  NotifySocket notify(env.dir() / "notify.sock");
+  ScopedEnv vars;
+  vars.Set("NOTIFY_SOCKET", (env.dir() / "notify.sock").string());
+  Daemon d(env);
+  std::vector<std::string> seen;
+  REQUIRE(notify.WaitFor("READY=1", 10s, seen));
+  REQUIRE(d.WaitReady());
+  const std::string viewer = env.token("viewer");
+  REQUIRE(d.Call("GET", "/v1/sla/summary", viewer).status == 200);
+
+  // Revoke the viewer token and add a new one, then reload.
+  const auto made = env.Cli({"token", "new", "--role", "viewer", "--name", "dashboard-2", "--config", env.config().string()});
+  REQUIRE(made.exit_code == 0);
+  const std::string fresh = made.out.substr(7, made.out.find('\n') - 7);
+  const std::string entry = made.out.substr(made.out.find("tokens-file line: ") + 18);
+  std::string tokens;
+  {
+    std::ifstream in(env.dir() / "tokens");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("viewer ", 0) != 0) tokens += line + "\n";
+    }
+  }
+  std::ofstream(env.dir() / "tokens", std::ios::trunc) << tokens << entry;
+  REQUIRE(::kill(d.pid(), SIGHUP) == 0);
+  std::vector<std::string> reload;
+  REQUIRE(notify.WaitFor("READY=1", 10s, reload));
+  CHECK(reload.front() == "RELOADING=1");
+  CHECK(d.Call("GET", "/v1/sla/summary", viewer).status == 401);
+  CHECK(d.Call("GET", "/v1/sla/summary", fresh).status == 200);
+  CHECK(d.Log().find("sighup: configuration checked; the tokens file is reloaded") != std::string::npos);
+
+  // A config that does not load is refused; the running one, with its tokens, stays.
+  std::string config;
+  {
+    std::ifstream in(env.config());
+    config.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(env.config(), std::ios::app) << "\n[no_such_table]\nkey = 1\n";
+  std::ofstream(env.dir() / "tokens", std::ios::trunc) << tokens;  // would revoke `fresh` if it were read
+  REQUIRE(::kill(d.pid(), SIGHUP) == 0);
+  std::vector<std::string> refused;
+  REQUIRE(notify.WaitFor("READY=1", 10s, refused));
+  CHECK(refused.front() == "RELOADING=1");
+  CHECK(d.Log().find("sighup: the new configuration is refused and the running one stays") != std::string::npos);
+  CHECK(d.Log().find("no_such_table") != std::string::npos);
+  CHECK(d.Call("GET", "/v1/sla/summary", fresh).status == 200);
+  std::ofstream(env.config(), std::ios::trunc) << config;
   CHECK(d.Stop() == 0);
 }
