@@ -65,6 +65,9 @@ Runtime LoadRuntime(const Config& config) {
     throw ConfigError(fmt::format("{}: {}", config.auth.tokens_file.string(), e.what()));
   }
   struct stat st {};
+  if (config.http.tls() && ::stat(config.http.tls_key_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    LogWarning("http: TLS key file {} is readable by group or others; chmod 600 it", config.http.tls_key_file.string());
+  }
   if (::stat(config.crypto.key_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     LogWarning("crypto: key file {} is readable by group or others; chmod 600 it", config.crypto.key_file.string());
   }
@@ -83,8 +86,11 @@ Runtime LoadRuntime(const Config& config) {
                                     config.callbacks.secret_file.string()));
     }
   }
-  rt.http = connectors::MakeCpprestHttpClient();
-  rt.data_map = DataMap::Build(config, rt.http.get());
+  rt.outbound = std::make_shared<const OutboundPolicy>(OutboundPolicy::Parse(config.outbound.allowed_hosts));
+  rt.http = connectors::MakeCpprestHttpClient([policy = rt.outbound](const std::string& url) {
+    return policy->Check(url);
+  });
+  rt.data_map = DataMap::Build(config, rt.http.get(), rt.outbound.get());
   return rt;
 }
 
@@ -127,7 +133,7 @@ int Serve(const Config& config) {
   Dispatcher dispatcher(pool, store, rt.data_map, rt.http.get(),
                         {config.engine, config.callbacks, rt.callback_secret}, WallClock);
   HttpApi api({store, rt.tokens, config.http, WallClock, [&sweeper] { return sweeper.HoldsLock(); },
-               &rt.data_map});
+               &rt.data_map, rt.outbound.get(), config.auth.rate_per_second, config.auth.burst});
   int port = 0;
   try {
     port = api.Bind();
@@ -143,7 +149,7 @@ int Serve(const Config& config) {
       ::kill(::getpid(), SIGTERM);  // let the main thread shut down in order
     }
   });
-  LogInfo("listening on http://{}:{}", config.http.host, port);
+  LogInfo("listening on {}://{}:{}", config.http.tls() ? "https" : "http", config.http.host, port);
   sd_notify(0, "READY=1");
 
   for (;;) {

@@ -25,6 +25,8 @@ constexpr std::array kProblems = {
         {409, "urn:rightsd:problem:idempotency-key-reused", "The Idempotency-Key was used with another body"}},
     Row{ErrorCode::kTransitionNotAllowed,
         {409, "urn:rightsd:problem:transition-not-allowed", "The request's state does not allow this action"}},
+    Row{ErrorCode::kTooManyRequests,
+        {429, "urn:rightsd:problem:too-many-requests", "Too many requests for this token; retry later"}},
     Row{ErrorCode::kUnavailable, {503, "urn:rightsd:problem:unavailable", "Temporarily unavailable; retry later"}},
     Row{ErrorCode::kInternal, {500, "urn:rightsd:problem:internal", "Internal error"}},
 };

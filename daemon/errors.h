@@ -21,6 +21,7 @@ enum class ErrorCode {
   kMethodNotAllowed,
   kIdempotencyMismatch,   // same Idempotency-Key, different body
   kTransitionNotAllowed,  // the state table or a legal rule forbids the action now
+  kTooManyRequests,       // the token's rate limit: retry after Retry-After
   kUnavailable,           // database down or pool exhausted: retry later
   kInternal,
 };
