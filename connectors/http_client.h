@@ -37,8 +37,14 @@ class HttpClient {
   virtual void Send(HttpRequest request, std::function<void(HttpResponse)> done) = 0;
 };
 
-// The production client (cpprestsdk, asynchronous; one pooled client per scheme+host+port).
-std::unique_ptr<HttpClient> MakeCpprestHttpClient();
+// Decides whether a URL may be called: nullopt to allow, else the transport error to report (status 0). The
+// daemon's guard is the [outbound] allow-list, so that URLs a peer hands back (a SMART token_endpoint, a
+// Salesforce instance_url, an SFMC rest_instance_url) are held to the same list as the configured ones.
+using UrlGuard = std::function<std::optional<std::string>(const std::string& url)>;
+
+// The production client (cpprestsdk, asynchronous; one pooled client per scheme+host+port). Redirects are not
+// followed, so a guarded URL cannot be bounced elsewhere.
+std::unique_ptr<HttpClient> MakeCpprestHttpClient(UrlGuard guard = {});
 
 // Parses a Retry-After value (delta-seconds or an HTTP-date relative to `now`); nullopt when absent or invalid.
 std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,

@@ -91,7 +91,15 @@ std::string DescribeFailure(const std::exception& e) {
 
 class CpprestHttpClient final : public HttpClient {
  public:
+  explicit CpprestHttpClient(UrlGuard guard) : guard_(std::move(guard)) {}
+
   void Send(HttpRequest request, std::function<void(HttpResponse)> done) override {
+    if (guard_) {
+      if (auto refused = guard_(request.url)) {
+        DeliverLater(std::move(done), *refused);
+        return;
+      }
+    }
     std::optional<web::uri> uri;
     try {
       uri.emplace(request.url);
@@ -193,6 +201,7 @@ class CpprestHttpClient final : public HttpClient {
     return client;
   }
 
+  const UrlGuard guard_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<http::client::http_client>> clients_;
 };
@@ -324,7 +333,9 @@ std::string HttpResponse::Header(std::string_view name) const {
   return "";
 }
 
-std::unique_ptr<HttpClient> MakeCpprestHttpClient() { return std::make_unique<CpprestHttpClient>(); }
+std::unique_ptr<HttpClient> MakeCpprestHttpClient(UrlGuard guard) {
+  return std::make_unique<CpprestHttpClient>(std::move(guard));
+}
 
 std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
                                                          std::chrono::system_clock::time_point now) {

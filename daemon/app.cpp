@@ -81,6 +81,9 @@ Runtime LoadRuntime(const Config& config) {
   }
   const std::filesystem::path key_file = CredentialPath(config.crypto.key_file);
   struct stat st {};
+  if (config.http.tls() && ::stat(config.http.tls_key_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    LogWarning("http: TLS key file {} is readable by group or others; chmod 600 it", config.http.tls_key_file.string());
+  }
   if (::stat(key_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     LogWarning("crypto: key file {} is readable by group or others; chmod 600 it", key_file.string());
   }
@@ -99,8 +102,11 @@ Runtime LoadRuntime(const Config& config) {
                                     config.callbacks.secret_file.string()));
     }
   }
-  rt.http = connectors::MakeCpprestHttpClient();
-  rt.data_map = DataMap::Build(config, rt.http.get());
+  rt.outbound = std::make_shared<const OutboundPolicy>(OutboundPolicy::Parse(config.outbound.allowed_hosts));
+  rt.http = connectors::MakeCpprestHttpClient([policy = rt.outbound](const std::string& url) {
+    return policy->Check(url);
+  });
+  rt.data_map = DataMap::Build(config, rt.http.get(), rt.outbound.get());
   return rt;
 }
 
@@ -171,7 +177,7 @@ int Serve(const Config& config) {
   Dispatcher dispatcher(pool, store, rt.data_map, rt.http.get(),
                         {config.engine, config.callbacks, rt.callback_secret}, WallClock);
   HttpApi api({store, rt.tokens, config.http, WallClock, [&sweeper] { return sweeper.HoldsLock(); },
-               &rt.data_map});
+               &rt.data_map, rt.outbound.get(), config.auth.rate_per_second, config.auth.burst});
   int port = 0;
   try {
     port = api.Bind();
@@ -189,7 +195,7 @@ int Serve(const Config& config) {
       ::kill(::getpid(), SIGTERM);  // let the main thread shut down in order
     }
   });
-  LogInfo("listening on http://{}:{}", config.http.host, port);
+  LogInfo("listening on {}://{}:{}", config.http.tls() ? "https" : "http", config.http.host, port);
   sd_notify(0, "READY=1");
 
   // WatchdogSec=: ping at half the interval from this loop. A ping says the process is not wedged: the main thread

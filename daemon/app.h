@@ -10,6 +10,7 @@
 #include "connectors/http_client.h"
 #include "crypto.h"
 #include "data_map.h"
+#include "url_policy.h"
 
 namespace rightsd {
 
@@ -18,6 +19,7 @@ struct Runtime {
   std::unique_ptr<BusinessCalendar> calendar;
   TokenStore tokens;
   std::unique_ptr<PiiCipher> cipher;
+  std::shared_ptr<const OutboundPolicy> outbound;  // [outbound] allowed_hosts; the http client checks every URL
   std::unique_ptr<connectors::HttpClient> http;  // before data_map: connectors hold a pointer to it
   DataMap data_map;
   std::string callback_secret;  // empty when [callbacks] secret_file is not set

@@ -86,6 +86,11 @@ void TokenStore::ReplaceWith(const TokenStore& fresh) {
   state_->map = std::move(map);
 }
 
+// Why a hash-map look-up is safe against timing attacks although it is not a constant-time compare: what is compared
+// (bucket choice, then string equality) is the SHA-256 of the presented token, never the token. How long that takes
+// can at most reveal how many leading digest characters of a guess match a stored digest, and steering a guess's
+// digest towards a stored one needs SHA-256 preimages; tokens are 256 random bits, so nothing learnt shortens the
+// search. The time to hash depends only on the presented token's length.
 std::optional<Principal> TokenStore::Authenticate(std::string_view token) const {
   if (token.empty() || token.size() > 512) return std::nullopt;
   const auto by_hash = Current();

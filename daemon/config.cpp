@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <arpa/inet.h>
+
 #include <fstream>
 #include <map>
 #include <set>
@@ -7,6 +9,8 @@
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+
+#include "url_policy.h"
 
 namespace rightsd {
 
@@ -16,10 +20,15 @@ namespace {
 const std::map<std::string, std::set<std::string>>& KnownKeys() {
   static const std::map<std::string, std::set<std::string>> keys = {
       {"http", {"listen", "threads", "max_queued", "max_body_bytes", "keep_alive_timeout", "keep_alive_max_requests",
-                "read_timeout"}},
+                "read_timeout",
+                // TLS and the plaintext rule
+                "tls_cert_file", "tls_key_file", "allow_plaintext_non_loopback"}},
       {"database", {"url", "pool_size", "acquire_timeout_ms", "statement_timeout_ms"}},
       {"calendar", {"timezone", "holidays_file", "business_days", "at_risk_days"}},
-      {"auth", {"tokens_file"}},
+      {"auth", {"tokens_file",
+                // per-token rate limit
+                "rate_per_second", "burst"}},
+      {"outbound", {"allowed_hosts"}},
       {"crypto", {"key_file"}},
       {"sweeper", {"interval_ms", "audit_seal_interval_ms"}},
       {"engine", {"enabled", "lease_ms", "claim_batch", "max_in_flight", "backoff_base_ms", "backoff_max_ms",
@@ -134,6 +143,51 @@ void ParseListen(const Reader& r, const std::string& listen, Config::Http& http)
   http.port = port;
 }
 
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  return ::inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+void ParseTls(const Reader& r, Config::Http& http) {
+  const bool cert = r.Find("http", "tls_cert_file") != nullptr;
+  const bool key = r.Find("http", "tls_key_file") != nullptr;
+  if (cert != key) r.Fail(cert ? "http.tls_key_file" : "http.tls_cert_file", "set both http.tls_cert_file and "
+                          "http.tls_key_file, or neither");
+  if (cert) {
+    http.tls_cert_file = r.Path("http", "tls_cert_file");
+    http.tls_key_file = r.Path("http", "tls_key_file");
+  }
+  http.allow_plaintext_non_loopback = r.Bool("http", "allow_plaintext_non_loopback", false);
+  // Tokens and identity values cross this listener: in clear only where nothing but this machine can listen.
+  if (!http.tls() && !http.allow_plaintext_non_loopback && !IsLoopbackHost(http.host)) {
+    r.Fail("http.allow_plaintext_non_loopback",
+           fmt::format("http.listen is {}, not a loopback address: plain HTTP there is refused; set "
+                       "http.tls_cert_file and http.tls_key_file, or allow_plaintext_non_loopback = true when a "
+                       "TLS-terminating proxy on a private network is in front", http.host));
+  }
+}
+
+void ParseAuthLimits(const Reader& r, Config::Auth& auth) {
+  if (const auto* v = r.Find("auth", "rate_per_second")) {
+    if (!v->is_number()) r.Fail("auth.rate_per_second", "must be a number");
+    auth.rate_per_second = v->is_integer() ? static_cast<double>(v->as_integer()->get()) : v->as_floating_point()->get();
+    if (!(auth.rate_per_second >= 0.01 && auth.rate_per_second <= 1000000)) {
+      r.Fail("auth.rate_per_second", "must be from 0.01 to 1000000");
+    }
+  }
+  auth.burst = static_cast<int>(r.Int("auth", "burst", auth.burst, 1, 1000000));
+}
+
+void ParseOutbound(const Reader& r, Config::Outbound& outbound) {
+  outbound.allowed_hosts = r.Strings("outbound", "allowed_hosts", {});
+  try {
+    (void)OutboundPolicy::Parse(outbound.allowed_hosts);
+  } catch (const std::invalid_argument& e) {
+    r.Fail("outbound.allowed_hosts", e.what());
+  }
+}
+
 // [[systems]]: the connector's own settings are checked later against its schema (data_map.cpp); the keys the
 // engine reads are checked here.
 std::vector<Config::System> ParseSystems(const toml::table& root, const Reader& r) {
@@ -236,6 +290,8 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
       static_cast<int>(r.Int("http", "keep_alive_max_requests", c.http.keep_alive_max_requests, 1, 100000000));
   c.http.read_timeout_s = static_cast<int>(r.Int("http", "read_timeout", c.http.read_timeout_s, 1, 600));
 
+  ParseTls(r, c.http);
+
   c.database.url = r.String("database", "url", std::nullopt);
   c.database.pool_size = static_cast<int>(r.Int("database", "pool_size", c.database.pool_size, 1, 512));
   c.database.acquire_timeout_ms =
@@ -249,6 +305,8 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
   c.calendar.at_risk_days = static_cast<int>(r.Int("calendar", "at_risk_days", c.calendar.at_risk_days, 0, 90));
 
   c.auth.tokens_file = r.Path("auth", "tokens_file");
+  ParseAuthLimits(r, c.auth);
+  ParseOutbound(r, c.outbound);
   c.crypto.key_file = r.Path("crypto", "key_file");
 
   c.sweeper.interval_ms = static_cast<int>(r.Int("sweeper", "interval_ms", c.sweeper.interval_ms, 100, 3600000));

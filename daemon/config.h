@@ -28,6 +28,13 @@ struct Config {
     int keep_alive_timeout_s = 5;
     int keep_alive_max_requests = 100000;
     int read_timeout_s = 10;
+    // TLS on the listener: both files or neither (PEM; the cert file may hold the chain). Without them the
+    // listener speaks plain HTTP, which is refused on a non-loopback address unless allow_plaintext_non_loopback
+    // says a TLS-terminating proxy in front makes that safe.
+    std::filesystem::path tls_cert_file;
+    std::filesystem::path tls_key_file;
+    bool allow_plaintext_non_loopback = false;
+    bool tls() const { return !tls_cert_file.empty(); }
   } http;
 
   struct Database {
@@ -46,7 +53,15 @@ struct Config {
 
   struct Auth {
     std::filesystem::path tokens_file;
+    // Per-token rate limit (a token bucket per token name, per process): sustained calls per second and the burst.
+    double rate_per_second = 100;
+    int burst = 200;
   } auth;
+
+  // Where the daemon may send requests (connectors, peers' URLs, status callbacks); see url_policy.h.
+  struct Outbound {
+    std::vector<std::string> allowed_hosts;
+  } outbound;
 
   struct Crypto {
     std::filesystem::path key_file;

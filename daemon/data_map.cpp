@@ -22,7 +22,7 @@ TaskAction ActionFor(RequestType type, const std::string& on_delete) {
   return TaskAction::kAccess;
 }
 
-DataMap DataMap::Build(const Config& config, connectors::HttpClient* http) {
+DataMap DataMap::Build(const Config& config, connectors::HttpClient* http, const OutboundPolicy* outbound) {
   DataMap map;
   static const std::regex kName("^[a-z][a-z0-9_-]{0,62}$");
   std::set<std::string> names;
@@ -48,6 +48,12 @@ DataMap DataMap::Build(const Config& config, connectors::HttpClient* http) {
       auto parsed = ParseRequestType(t);
       if (!parsed) fail(fmt::format("request_types: unknown request type '{}'", t));
       plan.request_types.insert(*parsed);
+    }
+    if (outbound && sys.settings.is_object()) {
+      for (const auto& [key, value] : sys.settings.items()) {
+        if (!key.ends_with("_url") || key == "callback_url" || !value.is_string()) continue;
+        if (auto refused = outbound->Check(value.get<std::string>())) fail(fmt::format("settings.{}: {}", key, *refused));
+      }
     }
     connectors::ConnectorEnv env{sys.name, config.file.parent_path(), http, sys.categories};
     try {

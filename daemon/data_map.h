@@ -12,6 +12,7 @@
 #include "config.h"
 #include "connectors/connector.h"
 #include "request_model.h"
+#include "url_policy.h"
 
 namespace rightsd {
 
@@ -39,8 +40,10 @@ connectors::TaskAction ActionFor(RequestType type, const std::string& on_delete)
 class DataMap {
  public:
   DataMap() = default;
-  // Throws ConfigError naming the system and the problem.
-  static DataMap Build(const Config& config, connectors::HttpClient* http);
+  // Throws ConfigError naming the system and the problem. With a policy, every URL in a system's settings (a
+  // top-level key ending in _url, but callback_url: that is this daemon's own address, given to the peer) must
+  // match it.
+  static DataMap Build(const Config& config, connectors::HttpClient* http, const OutboundPolicy* outbound = nullptr);
   // One task per system that takes this request type, in data-map order.
   std::vector<PlannedTask> Plan(RequestType type) const;
   const SystemPlan* Find(const std::string& name) const;

@@ -26,6 +26,8 @@ constexpr std::array kProblems = {
         {409, "urn:rightsd:problem:idempotency-key-reused", "The Idempotency-Key was used with another body"}},
     Row{ErrorCode::kTransitionNotAllowed,
         {409, "urn:rightsd:problem:transition-not-allowed", "The request's state does not allow this action"}},
+    Row{ErrorCode::kTooManyRequests,
+        {429, "urn:rightsd:problem:too-many-requests", "Too many requests for this token; retry later"}},
     // A database restart takes a few seconds and the pool retries its connect within one: 1 s is soon enough.
     Row{ErrorCode::kUnavailable, {503, "urn:rightsd:problem:unavailable", "Temporarily unavailable; retry later", 1}},
     Row{ErrorCode::kOverloaded,

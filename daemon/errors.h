@@ -22,6 +22,7 @@ enum class ErrorCode {
   kMethodNotAllowed,
   kIdempotencyMismatch,   // same Idempotency-Key, different body
   kTransitionNotAllowed,  // the state table or a legal rule forbids the action now
+  kTooManyRequests,       // the token's rate limit: retry after Retry-After
   kUnavailable,           // database down or pool exhausted: retry later
   kOverloaded,            // more connections than http.threads + http.max_queued: retry later
   kInternal,

@@ -1,5 +1,7 @@
 #include "http_api.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 #include <sys/socket.h>
 
@@ -154,19 +156,59 @@ const std::vector<std::pair<std::regex, std::string>>& KnownPaths() {
 
 }  // namespace
 
-HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)) {
+namespace {
+
+std::string OpenSslError() {
+  const unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown OpenSSL error";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof text);
+  return text;
+}
+
+}  // namespace
+
+HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)), buckets_(deps_.rate_per_second, deps_.burst) {
+  if (deps_.http.tls()) {
+    const std::string cert = deps_.http.tls_cert_file.string();
+    const std::string key = deps_.http.tls_key_file.string();
+    // The setup callback rather than the (cert, key) constructor: that one allows TLS 1.1 and cannot say why a
+    // file was refused.
+    server_ = std::make_unique<httplib::SSLServer>([this, cert, key](SSL_CTX& ctx) {
+      SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+      SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                    SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
+      if (SSL_CTX_use_certificate_chain_file(&ctx, cert.c_str()) != 1) {
+        tls_error_ = fmt::format("http.tls_cert_file {}: cannot use the certificate: {}", cert, OpenSslError());
+        return false;
+      }
+      if (SSL_CTX_use_PrivateKey_file(&ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+        tls_error_ = fmt::format("http.tls_key_file {}: cannot use the private key: {}", key, OpenSslError());
+        return false;
+      }
+      if (SSL_CTX_check_private_key(&ctx) != 1) {
+        tls_error_ = fmt::format("http.tls_key_file {}: the key does not match the certificate in {}", key, cert);
+        ERR_clear_error();
+        return false;
+      }
+      return true;
+    });
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   const int threads = deps_.http.threads;
   const int max_queued = deps_.http.max_queued;
-  server_.new_task_queue = [threads, max_queued] { return new BoundedTaskQueue(threads, max_queued); };
-  server_.set_tcp_nodelay(true);
-  server_.set_keep_alive_max_count(static_cast<size_t>(deps_.http.keep_alive_max_requests));
-  server_.set_keep_alive_timeout(deps_.http.keep_alive_timeout_s);
-  server_.set_read_timeout(deps_.http.read_timeout_s, 0);
-  server_.set_write_timeout(deps_.http.read_timeout_s, 0);
-  server_.set_payload_max_length(static_cast<size_t>(deps_.http.max_body_bytes));
+  server_->new_task_queue = [threads, max_queued] { return new BoundedTaskQueue(threads, max_queued); };
+  server_->set_tcp_nodelay(true);
+  server_->set_keep_alive_max_count(static_cast<size_t>(deps_.http.keep_alive_max_requests));
+  server_->set_keep_alive_timeout(deps_.http.keep_alive_timeout_s);
+  server_->set_read_timeout(deps_.http.read_timeout_s, 0);
+  server_->set_write_timeout(deps_.http.read_timeout_s, 0);
+  server_->set_payload_max_length(static_cast<size_t>(deps_.http.max_body_bytes));
   // cpp-httplib listens with a backlog of 5, compiled into Debian's library; remember the socket so that Bind can
   // listen again with a real backlog (Linux lets listen() raise the backlog of a listening socket).
-  server_.set_socket_options([this](socket_t sock) {
+  server_->set_socket_options([this](socket_t sock) {
     httplib::default_socket_options(sock);
     listen_fd_.store(sock);
   });
@@ -176,20 +218,21 @@ HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)) {
 HttpApi::~HttpApi() { Stop(); }
 
 int HttpApi::Bind() {
+  if (!server_->is_valid()) throw std::runtime_error(tls_error_.empty() ? "cannot set up TLS" : tls_error_);
   int port = deps_.http.port;
   if (port == 0) {
-    port = server_.bind_to_any_port(deps_.http.host);
+    port = server_->bind_to_any_port(deps_.http.host);
     if (port < 0) throw std::runtime_error(fmt::format("cannot listen on {}:0", deps_.http.host));
-  } else if (!server_.bind_to_port(deps_.http.host, port)) {
+  } else if (!server_->bind_to_port(deps_.http.host, port)) {
     throw std::runtime_error(fmt::format("cannot listen on {}:{}", deps_.http.host, port));
   }
   if (const int fd = listen_fd_.load(); fd >= 0) ::listen(fd, SOMAXCONN);
   return port;
 }
 
-bool HttpApi::Run() { return server_.listen_after_bind(); }
+bool HttpApi::Run() { return server_->listen_after_bind(); }
 
-void HttpApi::Stop() { server_.stop(); }
+void HttpApi::Stop() { server_->stop(); }
 
 json HttpApi::SummaryJson() {
   // Dashboards poll this many times a second; one refresh at a time and at most one a second, the others are
@@ -273,6 +316,13 @@ void HttpApi::Routes() {
           if (!token) throw ApiError(ErrorCode::kUnauthenticated, "send Authorization: Bearer <token>");
           auto who = deps_.tokens.Authenticate(*token);
           if (!who) throw ApiError(ErrorCode::kUnauthenticated, "the bearer token is not valid");
+          // Before the role check, so that refused calls count too: a token is a caller, whatever it asks.
+          if (const auto wait = buckets_.Take(who->name, TokenBuckets::Clock::now()); wait.count() > 0) {
+            res.set_header("Retry-After", std::to_string((wait.count() + 999) / 1000));
+            throw ApiError(ErrorCode::kTooManyRequests,
+                           fmt::format("this token may make {} calls a second (bursts of {}); retry later",
+                                       deps_.rate_per_second, deps_.burst));
+          }
           if (!Allows(who->role, *permission)) {
             throw ApiError(ErrorCode::kForbidden,
                            fmt::format("the role {} may not do this", ToString(who->role)));
@@ -310,7 +360,7 @@ void HttpApi::Routes() {
     }
   };
 
-  server_.Get("/v1/reports/metrics", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
+  server_->Get("/v1/reports/metrics", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
                                                                                           const Principal&) {
                 check_params(req, {"year", "format"});
                 const std::string year = req.get_param_value("year");
@@ -329,13 +379,13 @@ void HttpApi::Routes() {
                   SendJson(res, 200, metrics);
                 }
               }));
-  server_.Get("/metrics", guarded(Permission::kReadRequests, [this](const Req&, Res& res, const Principal&) {
+  server_->Get("/metrics", guarded(Permission::kReadRequests, [this](const Req&, Res& res, const Principal&) {
                 const MetricGauges gauges = deps_.store.ReadMetricGauges(deps_.now());
                 res.status = 200;
                 res.set_content(ProcessMetrics().Render(gauges), "text/plain; version=0.0.4; charset=utf-8");
               }));
   // Every answer, routed or not, is counted; latency is known for routed ones (stamped by `guarded`).
-  server_.set_logger([](const Req& req, const Res& res) {
+  server_->set_logger([](const Req& req, const Res& res) {
     double seconds = 0;
     if (request_started) {
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - *request_started).count();
@@ -344,11 +394,11 @@ void HttpApi::Routes() {
     ProcessMetrics().ObserveHttp(req.method, RouteLabel(req.path), res.status, seconds);
   });
 
-  server_.Get("/healthz", guarded(std::nullopt, [this](const Req&, Res& res, const Principal&) {
+  server_->Get("/healthz", guarded(std::nullopt, [this](const Req&, Res& res, const Principal&) {
                 SendJson(res, 200, {{"status", "ok"}, {"sweeper", deps_.holds_sweeper()}});
               }));
 
-  server_.Post("/v1/requests",
+  server_->Post("/v1/requests",
                guarded(Permission::kCreateRequest, [this, require_json_body, check_params](
                                                        const Req& req, Res& res, const Principal& who) {
                  // Content type first: cpp-httplib parses a form body into query parameters.
@@ -368,6 +418,12 @@ void HttpApi::Routes() {
                  const Timestamp now = deps_.now();
                  if (req.body.empty()) throw ApiError(ErrorCode::kMalformedBody, "the body is empty");
                  const NewRequest parsed = ParseNewRequest(req.body, now);
+                 if (parsed.callback_url && deps_.outbound) {
+                   if (auto refused = deps_.outbound->Check(*parsed.callback_url)) {
+                     throw ApiError(ErrorCode::kInvalidField, "'callback_url' is not allowed: " + *refused,
+                                    "/callback_url");
+                   }
+                 }
                  const CreateResult created = deps_.store.Create(parsed, who, key, now);
                  auto record = deps_.store.Get(created.id, Allows(who.role, Permission::kReadIdentityValues));
                  if (!record) throw ApiError(ErrorCode::kInternal, "the request vanished after it was written");
@@ -378,7 +434,7 @@ void HttpApi::Routes() {
                                         Allows(who.role, Permission::kReadIdentityValues)));
                }));
 
-  server_.Get("/v1/requests", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
+  server_->Get("/v1/requests", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
                                                                                       const Principal&) {
                 check_params(req, {"status", "type", "sla_state", "due_before", "limit", "cursor"});
                 ListFilter filter;
@@ -426,7 +482,7 @@ void HttpApi::Routes() {
                 SendJson(res, 200, {{"items", items}, {"next_cursor", page.next ? json(EncodeCursor(*page.next)) : json()}});
               }));
 
-  server_.Get(R"(/v1/requests/([^/]+))",
+  server_->Get(R"(/v1/requests/([^/]+))",
               guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res, const Principal& who) {
                 check_params(req, {});
                 const bool values = Allows(who.role, Permission::kReadIdentityValues);
@@ -437,7 +493,7 @@ void HttpApi::Routes() {
                                        values));
               }));
 
-  server_.Post(R"(/v1/requests/([^/]+)/(acknowledge|verify|extend|deny|cancel))",
+  server_->Post(R"(/v1/requests/([^/]+)/(acknowledge|verify|extend|deny|cancel))",
                guarded(Permission::kActOnRequest, [this, require_json_body, check_params](
                                                       const Req& req, Res& res, const Principal& who) {
                  // Content type first: cpp-httplib parses a form body into query parameters.
@@ -476,7 +532,7 @@ void HttpApi::Routes() {
                           RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
                }));
 
-  server_.Post(R"(/v1/requests/([^/]+)/complete)",
+  server_->Post(R"(/v1/requests/([^/]+)/complete)",
                guarded(Permission::kOperateEngine, [this, require_json_body, check_params](
                                                        const Req& req, Res& res, const Principal& who) {
                  require_json_body(req);
@@ -493,7 +549,7 @@ void HttpApi::Routes() {
                  SendJson(res, 200, RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, true));
                }));
 
-  server_.Post(R"(/v1/requests/([^/]+)/tasks/([^/]+)/(retry|complete))",
+  server_->Post(R"(/v1/requests/([^/]+)/tasks/([^/]+)/(retry|complete))",
                guarded(Permission::kActOnRequest, [this, require_json_body, check_params](
                                                       const Req& req, Res& res, const Principal& who) {
                  require_json_body(req);
@@ -518,7 +574,7 @@ void HttpApi::Routes() {
                           RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
                }));
 
-  server_.Get(R"(/v1/requests/([^/]+)/package)",
+  server_->Get(R"(/v1/requests/([^/]+)/package)",
               guarded(Permission::kReadPackage, [this, check_params](const Req& req, Res& res, const Principal& who) {
                 check_params(req, {});
                 const std::string id = req.matches[1].str();
@@ -535,7 +591,7 @@ void HttpApi::Routes() {
 
   // OpenDSR processors report status changes here. No bearer token: the body's signature, checked by the
   // connector of the system that owns the task, is what authenticates it.
-  server_.Post("/v1/callbacks/opendsr", guarded(std::nullopt, [this](const Req& req, Res& res, const Principal&) {
+  server_->Post("/v1/callbacks/opendsr", guarded(std::nullopt, [this](const Req& req, Res& res, const Principal&) {
                  if (!deps_.data_map) throw ApiError(ErrorCode::kNotFound, "no such resource");
                  const auto task_id = connectors::webhook::OpenDsrCallbackRequestId(req.body);
                  if (!task_id) {
@@ -553,13 +609,13 @@ void HttpApi::Routes() {
                  res.status = 204;
                }));
 
-  server_.Get("/v1/sla/summary", guarded(Permission::kReadRequests,
+  server_->Get("/v1/sla/summary", guarded(Permission::kReadRequests,
                                          [this, check_params](const Req& req, Res& res, const Principal&) {
                                            check_params(req, {});
                                            SendJson(res, 200, SummaryJson());
                                          }));
 
-  server_.Get("/v1/audit", guarded(Permission::kReadAudit, [this, check_params](const Req& req, Res& res,
+  server_->Get("/v1/audit", guarded(Permission::kReadAudit, [this, check_params](const Req& req, Res& res,
                                                                                   const Principal&) {
                 check_params(req, {"after", "limit", "request_id"});
                 long long after = 0;
@@ -601,7 +657,7 @@ void HttpApi::Routes() {
 
   // Everything that reaches no handler, and failures cpp-httplib detects itself (413, 400 on a broken request
   // line), gets a problem body too.
-  server_.set_error_handler([](const Req& req, Res& res) {
+  server_->set_error_handler([](const Req& req, Res& res) {
     if (!res.body.empty()) return;
     ApiError error(ErrorCode::kNotFound, "no such resource");
     if (res.status == 404) {
@@ -632,7 +688,7 @@ void HttpApi::Routes() {
       res.set_content(Dump(body), kProblemType);
     }
   });
-  server_.set_exception_handler([](const Req& req, Res& res, std::exception_ptr) {
+  server_->set_exception_handler([](const Req& req, Res& res, std::exception_ptr) {
     LogError("http {} {}: unhandled exception", req.method, req.path);
     SendProblem(res, ApiError(ErrorCode::kInternal, "the server failed to handle this request"), req.path);
   });

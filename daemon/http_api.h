@@ -17,6 +17,8 @@
 #include "config.h"
 #include "data_map.h"
 #include "store.h"
+#include "token_buckets.h"
+#include "url_policy.h"
 
 namespace rightsd {
 
@@ -29,11 +31,15 @@ class HttpApi {
     std::function<Timestamp()> now;
     std::function<bool()> holds_sweeper;
     const DataMap* data_map = nullptr;  // for connector callbacks
+    const OutboundPolicy* outbound = nullptr;  // callback_urls must match it; null: no check (unit use)
+    double rate_per_second = 100;  // per token name (auth.rate_per_second, auth.burst)
+    int burst = 200;
   };
   explicit HttpApi(Deps deps);
   ~HttpApi();
 
-  // Binds the listener; returns the bound port, or throws std::runtime_error naming the address.
+  // Binds the listener; returns the bound port, or throws std::runtime_error naming the address, or the TLS files
+  // and OpenSSL's reason when they cannot be used.
   int Bind();
   // Serves until Stop(); returns false if the listener failed.
   bool Run();
@@ -44,7 +50,9 @@ class HttpApi {
   nlohmann::json SummaryJson();
 
   Deps deps_;
-  httplib::Server server_;
+  std::string tls_error_;  // set while building an SSLServer whose certificate or key could not be loaded
+  std::unique_ptr<httplib::Server> server_;  // an httplib::SSLServer when http.tls_cert_file is set
+  TokenBuckets buckets_;
   std::atomic<int> listen_fd_{-1};
 
   std::mutex summary_mu_;

@@ -1,6 +1,12 @@
 // Every endpoint x every role, and who may see identity values.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "crypto.h"
 #include "harness.h"
 
 using namespace rightsd::test;
@@ -18,8 +24,32 @@ struct Endpoint {
 
 }  // namespace
 
-TEST_CASE("authz: role matrix over every endpoint", "[authz][integration]") {
+TEST_CASE("authz: role matrix over every endpoint, with no token, a bad token and a revoked token",
+          "[authz][integration]") {
   DaemonEnv env;
+  // A revoked token: an admin's, in the tokens file at start, removed from it afterwards. SIGHUP reloads the tokens
+  // file, so the revocation takes effect without a restart; a restart keeps it revoked. Both are checked here.
+  const std::string revoked = rightsd::GenerateToken();
+  const auto tokens_file = env.dir() / "tokens";
+  std::string tokens;
+  {
+    std::ifstream in(tokens_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    tokens = text.str();
+  }
+  std::ofstream(tokens_file, std::ios::app) << "admin leaver " << rightsd::Sha256Hex(revoked) << "\n";
+  {
+    Daemon before(env, "before");
+    REQUIRE(before.WaitReady());
+    CHECK(before.Call("GET", "/v1/requests", revoked).status == 200);
+    std::ofstream(tokens_file, std::ios::trunc) << tokens;
+    ::kill(before.pid(), SIGHUP);
+    REQUIRE(Eventually([&] { return before.Log().find("sighup: configuration checked; the tokens file is reloaded") !=
+                                    std::string::npos; }, 10));
+    CHECK(before.Call("GET", "/v1/requests", revoked).status == 401);
+    REQUIRE(before.Stop() == 0);
+  }
   Daemon d(env);
   REQUIRE(d.WaitReady());
   const std::string body =
@@ -47,9 +77,12 @@ TEST_CASE("authz: role matrix over every endpoint", "[authz][integration]") {
       // Authenticated by the processor's signature, not a token: a body naming no request is refused for everyone.
       {"POST", "/v1/callbacks/opendsr", "{}", {422, 422, 422, 422, 422, 422}},
   };
-  const std::array<std::string, 6> who = {"", "rtd_not-a-real-token", env.token("submitter"), env.token("viewer"),
-                                          env.token("admin"), env.token("auditor")};
-  const std::array<std::string, 6> names = {"none", "bad token", "submitter", "viewer", "admin", "auditor"};
+  const std::array<std::string, 7> who = {"", "rtd_not-a-real-token", env.token("submitter"), env.token("viewer"),
+                                          env.token("admin"), env.token("auditor"), revoked};
+  const std::array<std::string, 7> names = {"none", "bad token", "submitter", "viewer", "admin", "auditor",
+                                            "revoked"};
+  // A revoked token is expected to be treated exactly as a token that never existed.
+  const std::array<std::size_t, 7> column = {0, 1, 2, 3, 4, 5, 1};
   for (const auto& e : endpoints) {
     for (std::size_t r = 0; r < who.size(); ++r) {
       // A fresh request for each call, so that one role's action does not close it for the next.
@@ -58,7 +91,7 @@ TEST_CASE("authz: role matrix over every endpoint", "[authz][integration]") {
       if (auto at = path.find("{id}"); at != std::string::npos) path.replace(at, 4, id);
       const auto res = d.Call(e.method, path, who[r], e.body);
       INFO(e.method << " " << e.path << " as " << names[r] << ": " << res.body);
-      CHECK(res.status == e.expect[r]);
+      CHECK(res.status == e.expect[column[r]]);
       if (res.status >= 400) {
         CHECK(res.content_type == "application/problem+json");
         CHECK(res.json()["status"] == res.status);

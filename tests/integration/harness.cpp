@@ -181,6 +181,9 @@ key_file = "pii.key"
 [sweeper]
 interval_ms = 500
 audit_seal_interval_ms = 50
+[outbound]
+# Test peers listen on loopback in plain HTTP.
+allowed_hosts = ["http://127.0.0.1:*"]
 {}
 )",
                                                database_url, extra_toml));
@@ -217,9 +220,10 @@ bool Daemon::WaitReady() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
     const std::string log = Log();
-    const auto at = log.find("listening on http://");
+    auto at = log.find("listening on http://");
+    if (at == std::string::npos) at = log.find("listening on https://");
     if (at != std::string::npos) {
-      const auto colon = log.find(':', at + std::string("listening on http://").size());
+      const auto colon = log.find(':', log.find("://", at) + 3);
       port_ = std::stoi(log.substr(colon + 1));
       return true;
     }

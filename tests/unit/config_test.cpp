@@ -61,6 +61,8 @@ TEST_CASE("config: full valid config", "[config]") {
 [http]
 listen = "0.0.0.0:8443"
 threads = 32
+tls_cert_file = "tls/cert.pem"
+tls_key_file = "/etc/rightsd/tls/key.pem"
 
 [database]
 url = "postgresql://rightsd@/rightsd?host=/run/postgresql"
@@ -282,4 +284,51 @@ TEST_CASE("purge: retention_months defaults to 24, and below 24 is refused", "[c
   CHECK(Error(With("[purge]\nbatch_size = 0")) ==
         "/etc/rightsd/rightsd.toml: purge.batch_size: must be between 1 and 10000");
   CHECK(Error(With("[purge]\nretention_days = 730")) == "/etc/rightsd/rightsd.toml: purge.retention_days: unknown key");
+}
+
+TEST_CASE("config: plain HTTP only on loopback, TLS files both or neither", "[config][authz]") {
+  for (const char* listen : {"127.0.0.1:8080", "127.3.4.5:1", "[::1]:8080", "localhost:8080"}) {
+    INFO(listen);
+    CHECK_FALSE(ParseConfig(With(std::string("[http]\nlisten = \"") + listen + "\""), kFile).http.tls());
+  }
+  for (const char* listen : {"0.0.0.0:8080", "10.0.0.5:8080", "[::]:8080", "rightsd.example.org:80"}) {
+    INFO(listen);
+    CHECK_THAT(Error(With(std::string("[http]\nlisten = \"") + listen + "\"")),
+               StartsWith("/etc/rightsd/rightsd.toml: http.allow_plaintext_non_loopback: http.listen is "));
+    CHECK(ParseConfig(With(std::string("[http]\nlisten = \"") + listen + "\"\nallow_plaintext_non_loopback = true"),
+                      kFile).http.allow_plaintext_non_loopback);
+  }
+  const Config tls = ParseConfig(
+      With("[http]\nlisten = \"0.0.0.0:8443\"\ntls_cert_file = \"tls/c.pem\"\ntls_key_file = \"tls/k.pem\""), kFile);
+  CHECK(tls.http.tls());
+  CHECK(tls.http.tls_cert_file == "/etc/rightsd/tls/c.pem");
+  CHECK(tls.http.tls_key_file == "/etc/rightsd/tls/k.pem");
+  CHECK(Error(With("[http]\ntls_cert_file = \"c.pem\"")) ==
+        "/etc/rightsd/rightsd.toml: http.tls_key_file: set both http.tls_cert_file and http.tls_key_file, or neither");
+  CHECK(Error(With("[http]\ntls_key_file = \"k.pem\"")) ==
+        "/etc/rightsd/rightsd.toml: http.tls_cert_file: set both http.tls_cert_file and http.tls_key_file, or neither");
+  CHECK_THAT(Error(With("[http]\ntls_cert_file = \"\"\ntls_key_file = \"k\"")),
+             StartsWith("/etc/rightsd/rightsd.toml: http.tls_cert_file: must not be empty"));
+}
+
+TEST_CASE("config: outbound allow-list and per-token rate limits", "[config][authz]") {
+  const Config defaults = ParseConfig(kRequired, kFile);
+  CHECK(defaults.outbound.allowed_hosts.empty());
+  CHECK(defaults.auth.rate_per_second == 100);
+  CHECK(defaults.auth.burst == 200);
+  CHECK(ParseConfig(With("[outbound]\nallowed_hosts = [\"*.salesforce.com\", \"http://127.0.0.1:*\"]"), kFile)
+            .outbound.allowed_hosts.size() == 2);
+  CHECK_THAT(Error(With("[outbound]\nallowed_hosts = [\"api.example.com\", \"*\"]")),
+             StartsWith("/etc/rightsd/rightsd.toml: outbound.allowed_hosts: entry 2 (\"*\"): "));
+  CHECK_THAT(Error(With("[outbound]\nallowed_hosts = \"api.example.com\"")),
+             StartsWith("/etc/rightsd/rightsd.toml: outbound.allowed_hosts: must be an array of strings"));
+  CHECK_THAT(Error(With("[outbound]\nhosts = []")), StartsWith("/etc/rightsd/rightsd.toml: outbound.hosts: unknown key"));
+  const std::string auth = "[database]\nurl = \"u\"\n[calendar]\nholidays_file = \"h\"\n[crypto]\nkey_file = \"k\"\n"
+                           "[auth]\ntokens_file = \"t\"\n";
+  const Config limited = ParseConfig(auth + "rate_per_second = 0.5\nburst = 3\n", kFile);
+  CHECK(limited.auth.rate_per_second == 0.5);
+  CHECK(limited.auth.burst == 3);
+  CHECK(Error(auth + "rate_per_second = 0\n") ==
+        "/etc/rightsd/rightsd.toml: auth.rate_per_second: must be from 0.01 to 1000000");
+  CHECK(Error(auth + "burst = 0\n") == "/etc/rightsd/rightsd.toml: auth.burst: must be between 1 and 1000000");
 }
