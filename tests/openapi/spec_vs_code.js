@@ -66,11 +66,11 @@ for (const [p, item] of Object.entries(bundled.paths ?? {})) {
   }
 }
 
-// server_.Get("/path", ...) and server_.Post(R"(/v1/requests/([^/]+)/(a|b))", ...): capture groups that match one
+// server_->Get("/path", ...) and server_->Post(R"(/v1/requests/([^/]+)/(a|b))", ...): capture groups that match one
 // segment become {}, alternations become one route each.
 const api = fs.readFileSync(path.join(source, 'daemon', 'http_api.cpp'), 'utf8');
 const inCode = new Set();
-const registration = /server_\.(Get|Post|Put|Patch|Delete)\(\s*(?:R"\((.*?)\)"|"([^"]*)")/gs;
+const registration = /server_(?:\.|->)(Get|Post|Put|Patch|Delete)\(\s*(?:R"\((.*?)\)"|"([^"]*)")/gs;
 function expand(pattern) {
   const alt = /\(([a-z_|-]+)\)/.exec(pattern);
   if (alt && alt[1].includes('|')) {
