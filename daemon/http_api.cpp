@@ -18,6 +18,8 @@
 
 namespace rightsd {
 
+std::string_view DashboardFile(std::string_view stem);  // generated from daemon/dashboard/* (cmake/embed_files.cmake)
+
 namespace {
 
 using nlohmann::json;
@@ -150,8 +152,45 @@ const std::vector<std::pair<std::regex, std::string>>& KnownPaths() {
       {std::regex(R"(/v1/callbacks/opendsr)"), "POST"},
       {std::regex(R"(/v1/sla/summary)"), "GET"},
       {std::regex(R"(/v1/audit)"), "GET"},
+      {std::regex(R"(/dashboard(/(app\.js|style\.css|icon\.svg))?)"), "GET"},
   };
   return paths;
+}
+
+// The dashboard's files: what the page may load is only itself, from this origin (no inline script or style).
+struct DashboardAsset {
+  std::string_view stem;
+  const char* content_type;
+};
+
+constexpr const char* kDashboardCsp =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+void SendDashboardFile(const httplib::Request& req, httplib::Response& res, const DashboardAsset& asset) {
+  const std::string_view body = DashboardFile(asset.stem);
+  if (body.empty()) throw ApiError(ErrorCode::kNotFound, "no such resource");
+  // A strong validator from the content: the files change only with the binary.
+  unsigned char hash[16];
+  crypto_generichash(hash, sizeof hash, reinterpret_cast<const unsigned char*>(body.data()), body.size(), nullptr, 0);
+  std::string etag = "\"";
+  for (unsigned char b : hash) etag += fmt::format("{:02x}", b);
+  etag += "\"";
+  res.set_header("Content-Security-Policy", kDashboardCsp);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("Cross-Origin-Opener-Policy", "same-origin");
+  res.set_header("Cross-Origin-Resource-Policy", "same-origin");
+  // Revalidate every time (cheap: 304 on the ETag), so that an upgraded daemon never runs an old script.
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("ETag", etag);
+  if (req.get_header_value("If-None-Match") == etag) {
+    res.status = 304;
+    return;
+  }
+  res.status = 200;
+  res.set_content(body.data(), body.size(), asset.content_type);
 }
 
 }  // namespace
@@ -266,6 +305,29 @@ json HttpApi::SummaryJson() {
       auto it = s.by_sla_state.find(std::string(ToString(st)));
       by_sla[std::string(ToString(st))] = it == s.by_sla_state.end() ? 0 : it->second;
     }
+    // The dashboard's breakdowns: open requests by type and by system, each by clock state.
+    auto by_open_state = [](const std::map<std::string, long long>& counts) {
+      json o = json::object();
+      for (auto st : {SlaState::kOnTrack, SlaState::kAtRisk, SlaState::kBreached}) {
+        auto it = counts.find(std::string(ToString(st)));
+        o[std::string(ToString(st))] = it == counts.end() ? 0 : it->second;
+      }
+      return o;
+    };
+    json type_sla = json::object();
+    for (auto t : {RequestType::kAccess, RequestType::kDelete, RequestType::kCorrect, RequestType::kOptOut,
+                   RequestType::kLimit}) {
+      auto it = s.open_by_type_sla.find(std::string(ToString(t)));
+      type_sla[std::string(ToString(t))] = by_open_state(it == s.open_by_type_sla.end() ? std::map<std::string, long long>{}
+                                                                                          : it->second);
+    }
+    json system_sla = json::object();
+    for (const auto& [system, counts] : s.open_by_system_sla) {
+      json o = by_open_state(counts);
+      auto it = s.unfinished_tasks_by_system.find(system);
+      o["unfinished_tasks"] = it == s.unfinished_tasks_by_system.end() ? 0 : it->second;
+      system_sla[system] = o;
+    }
     json next_due = json::array();
     for (const auto& [day, count] : s.next_due) next_due.push_back({{"respond_by", FormatDate(day)}, {"count", count}});
     out = {{"as_of", FormatRfc3339(now)},
@@ -275,7 +337,9 @@ json HttpApi::SummaryJson() {
            {"open_by_type", by_type},
            {"by_sla_state", by_sla},
            {"next_due", next_due},
-           {"next_acknowledge_by", DateOrNull(s.next_acknowledge_by)}};
+           {"next_acknowledge_by", DateOrNull(s.next_acknowledge_by)},
+           {"open_by_type_sla", type_sla},
+           {"open_by_system", system_sla}};
   } catch (...) {
     std::lock_guard lock(summary_mu_);
     summary_refreshing_ = false;
@@ -394,6 +458,20 @@ void HttpApi::Routes() {
     ProcessMetrics().ObserveHttp(req.method, RouteLabel(req.path), res.status, seconds);
   });
 
+  // The SLA dashboard: static files, no token (the page asks for one and sends it to the API as a bearer header).
+  server_->Get("/dashboard", guarded(std::nullopt, [check_params](const Req& req, Res& res, const Principal&) {
+                check_params(req, {});
+                SendDashboardFile(req, res, {"index", "text/html; charset=utf-8"});
+              }));
+  server_->Get(R"(/dashboard/(app\.js|style\.css|icon\.svg))",
+              guarded(std::nullopt, [check_params](const Req& req, Res& res, const Principal&) {
+                check_params(req, {});
+                const std::string file = req.matches[1].str();
+                if (file == "app.js") SendDashboardFile(req, res, {"app", "text/javascript; charset=utf-8"});
+                else if (file == "style.css") SendDashboardFile(req, res, {"style", "text/css; charset=utf-8"});
+                else SendDashboardFile(req, res, {"icon", "image/svg+xml"});
+              }));
+
   server_->Get("/healthz", guarded(std::nullopt, [this](const Req&, Res& res, const Principal&) {
                 SendJson(res, 200, {{"status", "ok"}, {"sweeper", deps_.holds_sweeper()}});
               }));
@@ -484,8 +562,17 @@ void HttpApi::Routes() {
 
   server_->Get(R"(/v1/requests/([^/]+))",
               guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res, const Principal& who) {
-                check_params(req, {});
-                const bool values = Allows(who.role, Permission::kReadIdentityValues);
+                check_params(req, {"identity_values"});
+                // identity_values=omit: a caller that may read identity values asks not to receive them (the
+                // dashboard does, whatever token it is given).
+                bool omit = false;
+                if (req.has_param("identity_values")) {
+                  if (req.get_param_value("identity_values") != "omit") {
+                    throw ApiError(ErrorCode::kInvalidField, "identity_values may only be 'omit'", "identity_values");
+                  }
+                  omit = true;
+                }
+                const bool values = Allows(who.role, Permission::kReadIdentityValues) && !omit;
                 auto record = deps_.store.Get(req.matches[1].str(), values);
                 if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
                 SendJson(res, 200,

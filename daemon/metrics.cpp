@@ -150,6 +150,9 @@ std::string RouteLabel(std::string_view path) {
   const auto n = parts.size();
   auto is = [&](std::size_t i, std::string_view s) { return i < n && parts[i] == s; };
   if (n == 1 && (is(0, "healthz") || is(0, "metrics") || is(0, "dashboard"))) return "/" + std::string(parts[0]);
+  if (n == 2 && is(0, "dashboard") && (is(1, "app.js") || is(1, "style.css") || is(1, "icon.svg"))) {
+    return "/dashboard/" + std::string(parts[1]);
+  }
   if (!is(0, "v1") || n < 2) return "unmatched";
   if (n == 3 && is(1, "sla") && is(2, "summary")) return "/v1/sla/summary";
   if (n == 2 && is(1, "audit")) return "/v1/audit";

@@ -294,8 +294,16 @@ SlaSummary Store::Summary() {
       s.by_sla_state[row[2].as<std::string>()] += n;
       if (row[3].as<bool>()) {
         s.by_type[row[1].as<std::string>()] += n;
+        s.open_by_type_sla[row[1].as<std::string>()][row[2].as<std::string>()] += n;
         s.open += n;
       }
+    }
+    for (const auto& row : txn.exec(
+             "SELECT t.system, r.sla_state, count(DISTINCT r.id), "
+             "count(*) FILTER (WHERE t.state IN ('pending', 'running', 'failed', 'needs_manual')) "
+             "FROM tasks t JOIN requests r ON r.id = t.request_id WHERE r.closed_at IS NULL GROUP BY 1, 2")) {
+      s.open_by_system_sla[row[0].as<std::string>()][row[1].as<std::string>()] += row[2].as<long long>();
+      s.unfinished_tasks_by_system[row[0].as<std::string>()] += row[3].as<long long>();
     }
     for (const auto& row : txn.exec("SELECT respond_by::text, count(*) FROM requests WHERE closed_at IS NULL "
                                     "GROUP BY respond_by ORDER BY respond_by LIMIT 10")) {

@@ -110,6 +110,12 @@ struct SlaSummary {
   // The soonest respond_by dates among open requests, with how many fall due on each.
   std::vector<std::pair<LocalDate, long long>> next_due;
   std::optional<LocalDate> next_acknowledge_by;
+  // Open requests by type, then by SLA state (on_track, at_risk, breached).
+  std::map<std::string, std::map<std::string, long long>> open_by_type_sla;
+  // Open requests that have a task on a system, by system, then by SLA state; and per system how many of those
+  // tasks are not finished (pending, running, failed or waiting for a person).
+  std::map<std::string, std::map<std::string, long long>> open_by_system_sla;
+  std::map<std::string, long long> unfinished_tasks_by_system;
 };
 
 // What an action carries besides its event.

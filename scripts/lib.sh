@@ -7,7 +7,8 @@
 #   rightsd::install_deps             install missing Debian packages, then
 #                                     rightsd::install_node_deps
 #   rightsd::install_node_deps        Node.js >= 20.19 and npm, and `npm ci` for
-#                                     the FHIR test peer and the OpenAPI checks
+#                                     the FHIR test peer, the OpenAPI checks and the
+#                                     dashboard's browser test (tests/dashboard)
 #   rightsd::build [cmake args...]    configure + build into $RIGHTSD_ROOT/build
 #   rightsd::pg_init DIR [name=value...]
 #                                     new cluster in DIR/data, socket dir DIR/socket
@@ -35,6 +36,7 @@ RIGHTSD_APT_PACKAGES=(
     libfmt-dev catch2 libsystemd-dev libsodium-dev libtomlplusplus-dev libvalijson-dev
     libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev
     postgresql curl openssl systemd file
+    chromium
 )
 
 rightsd::log() { printf '%s\n' "$*" >&2; }
@@ -168,19 +170,25 @@ rightsd::install_node_deps() {
         rightsd::err "npm not found (Node.js $version is installed): install the npm that goes with it"
         return 1
     fi
-    # The FHIR peer, and the OpenAPI checks (Redocly CLI).
-    for dir in "$RIGHTSD_ROOT/tests/peers/fhir" "$RIGHTSD_ROOT/tests/openapi"; do
-        if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
-            continue
-        fi
-        rightsd::log "installing npm packages (npm ci in $dir)"
-        if ! npm ci --no-audit --no-fund --prefix "$dir" >&2; then
-            rightsd::err "npm ci failed in $dir"
-            return 1
-        fi
-        # npm ci recreates node_modules, but make its date say "after the lock file" whatever the file system did.
-        touch "$dir/node_modules"
-    done
+    rightsd::_npm_ci "$RIGHTSD_ROOT/tests/peers/fhir" "the FHIR test peer's" || return 1
+    rightsd::_npm_ci "$RIGHTSD_ROOT/tests/openapi" "the OpenAPI checks' (Redocly CLI)" || return 1
+    # playwright-core drives Debian's /usr/bin/chromium (the chromium package above); it downloads no browser.
+    rightsd::_npm_ci "$RIGHTSD_ROOT/tests/dashboard" "the dashboard test's (playwright-core, axe-core)" || return 1
+}
+
+# rightsd::_npm_ci DIR WHAT: `npm ci` in DIR unless its node_modules is newer than its lock file.
+rightsd::_npm_ci() {
+    local dir="$1" what="$2"
+    if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+        return 0
+    fi
+    rightsd::log "installing $what npm packages (npm ci in $dir)"
+    if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --prefix "$dir" >&2; then
+        rightsd::err "npm ci failed in $dir"
+        return 1
+    fi
+    # npm ci recreates node_modules, but make its date say "after the lock file" whatever the file system did.
+    touch "$dir/node_modules"
 }
 
 # ---------------------------------------------------------------------------

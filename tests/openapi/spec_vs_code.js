@@ -60,9 +60,20 @@ try {
 
 const methods = ['get', 'post', 'put', 'patch', 'delete'];
 const inSpec = new Set();
+// A path parameter whose schema is an enum (e.g. the dashboard's file names) stands for each of its values.
+function specPaths(p, params) {
+  const m = /\{([^}]+)\}/.exec(p);
+  if (!m) return [p];
+  const param = params.find((x) => x.in === 'path' && x.name === m[1]);
+  const values = param?.schema?.enum;
+  const rest = (v) => specPaths(p.slice(0, m.index) + v + p.slice(m.index + m[0].length), params);
+  return values ? values.flatMap((v) => rest(String(v))) : rest('{}');
+}
 for (const [p, item] of Object.entries(bundled.paths ?? {})) {
   for (const m of methods) {
-    if (item[m]) inSpec.add(`${m.toUpperCase()} ${p.replace(/\{[^}]+\}/g, '{}')}`);
+    if (!item[m]) continue;
+    const params = [...(item.parameters ?? []), ...(item[m].parameters ?? [])];
+    for (const concrete of specPaths(p, params)) inSpec.add(`${m.toUpperCase()} ${concrete}`);
   }
 }
 
@@ -72,12 +83,12 @@ const api = fs.readFileSync(path.join(source, 'daemon', 'http_api.cpp'), 'utf8')
 const inCode = new Set();
 const registration = /server_(?:\.|->)(Get|Post|Put|Patch|Delete)\(\s*(?:R"\((.*?)\)"|"([^"]*)")/gs;
 function expand(pattern) {
-  const alt = /\(([a-z_|-]+)\)/.exec(pattern);
+  const alt = /\(([A-Za-z0-9_|\\.-]+)\)/.exec(pattern);
   if (alt && alt[1].includes('|')) {
     return alt[1].split('|').flatMap((a) => expand(pattern.slice(0, alt.index) + a + pattern.slice(alt.index + alt[0].length)));
   }
   if (alt) return expand(pattern.slice(0, alt.index) + alt[1] + pattern.slice(alt.index + alt[0].length));
-  return [pattern.replace(/\(\[\^\/\]\+\)/g, '{}')];
+  return [pattern.replace(/\(\[\^\/\]\+\)/g, '{}').replace(/\\\./g, '.')];
 }
 for (const m of api.matchAll(registration)) {
   for (const p of expand(m[2] ?? m[3])) inCode.add(`${m[1].toUpperCase()} ${p}`);
