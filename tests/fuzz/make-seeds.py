@@ -191,3 +191,16 @@ seeds = {
 for target, items in seeds.items():
     for i, (action, mask, answers) in enumerate(items):
         write(target, f"seed-{i}", connector_seed(action, mask, answers))
+
+# --- peer error text longer than the message limit, in multi-byte characters (cut mid-character = invalid UTF-8) --
+long_text = "é" * 700
+for target, body in [
+    ("hubspot", {"status": "error", "message": long_text, "category": "VALIDATION_ERROR"}),
+    ("mailchimp", {"type": "x", "title": long_text, "status": 400, "detail": long_text}),
+    ("fhir", {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
+                                                             "diagnostics": long_text}]}),
+    ("salesforce", [{"errorCode": "INVALID_FIELD", "message": long_text}]),
+    ("sfmc", {"message": long_text, "errorcode": 10001, "documentation": long_text}),
+    ("webhook", {"error": {"code": 400, "message": long_text}}),
+]:
+    write(target, "seed-long-multibyte-error", connector_seed(DELETE, 0x1, [(400, True, {}, body)]))
