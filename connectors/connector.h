@@ -134,6 +134,11 @@ const ConnectorType* FindConnectorType(std::string_view name);
 // Validates `settings` against the type's schema; throws ConnectorConfigError("<system>: settings<pointer>: ...").
 void ValidateSettings(const ConnectorType& type, const std::string& system, const nlohmann::json& settings);
 
+// Peer text (bodies, header values) can be any bytes, but an outcome's message becomes last_error (PostgreSQL text)
+// and its receipt is stored with json::dump, which throws on invalid UTF-8; cutting text to a length can also split
+// a character. This keeps valid UTF-8 as it is and turns every invalid or cut sequence into '?'.
+std::string ToValidUtf8(std::string_view text);
+
 // Reads a credential file named by a setting: relative to config_dir, or to $CREDENTIALS_DIRECTORY when that is
 // set and the file exists there (systemd LoadCredential=). Trailing newlines are removed.
 std::string ReadCredential(const ConnectorEnv& env, const std::string& setting, const std::string& path);

@@ -133,6 +133,11 @@ std::optional<std::pair<LocalDate, std::string>> DecodeCursor(const std::string&
   return std::make_pair(d, id);
 }
 
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 bool IsJsonContentType(const std::string& value) {
   std::string v = value.substr(0, value.find(';'));
   while (!v.empty() && v.back() == ' ') v.pop_back();
@@ -471,6 +476,47 @@ void HttpApi::Routes() {
                 else if (file == "style.css") SendDashboardFile(req, res, {"style", "text/css; charset=utf-8"});
                 else SendDashboardFile(req, res, {"icon", "image/svg+xml"});
               }));
+
+  // Requests cpp-httplib would accept but read its own way, refused before any body is read (tests/integration/
+  // hostile_http_test.cpp): two Content-Lengths (it takes the first), one that is not a plain decimal number (it
+  // reads "12abc" as 12 and "-1" as 2^64-1), Content-Length next to Transfer-Encoding, a
+  // transfer coding other than one "chunked", any Content-Encoding (it inflates gzip and ignores what it does not
+  // know, and max_body_bytes does not bound the inflated body), CR, LF or NUL inside a header value, a repeated
+  // Authorization or Content-Type header, and multipart bodies (it parses them itself and answers a bare 400).
+  server_->set_pre_routing_handler([](const Req& req, Res& res) {
+    std::optional<ApiError> error;
+    const std::size_t lengths = req.get_header_value_count("Content-Length");
+    const std::size_t codings = req.get_header_value_count("Transfer-Encoding");
+    const auto bad_header = std::find_if(req.headers.begin(), req.headers.end(), [](const auto& h) {
+      return h.second.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos;
+    });
+    const std::string content_type = Lower(req.get_header_value("Content-Type"));
+    if (bad_header != req.headers.end()) {
+      error = ApiError(ErrorCode::kMalformedBody, "a header value holds a CR, LF or NUL character",
+                       bad_header->first.substr(0, 64));
+    } else if (req.get_header_value_count("Authorization") > 1 || req.get_header_value_count("Content-Type") > 1) {
+      error = ApiError(ErrorCode::kMalformedBody, "the Authorization or Content-Type header is given twice");
+    } else if (lengths > 1) {
+      error = ApiError(ErrorCode::kMalformedBody, "the request has more than one Content-Length header");
+    } else if (const std::string length = req.get_header_value("Content-Length");
+               lengths == 1 && (length.empty() || length.size() > 19 ||
+                                !std::all_of(length.begin(), length.end(), [](char c) { return c >= '0' && c <= '9'; }))) {
+      error = ApiError(ErrorCode::kMalformedBody, "Content-Length must be a decimal number of bytes");
+    } else if (codings > 0 && lengths > 0) {
+      error = ApiError(ErrorCode::kMalformedBody, "the request has both Transfer-Encoding and Content-Length");
+    } else if (codings > 1 || (codings == 1 && Lower(req.get_header_value("Transfer-Encoding")) != "chunked")) {
+      error = ApiError(ErrorCode::kMalformedBody, "Transfer-Encoding must be exactly 'chunked' when it is sent");
+    } else if (req.has_header("Content-Encoding") && req.get_header_value("Content-Encoding") != "identity") {
+      error = ApiError(ErrorCode::kUnsupportedMediaType,
+                       "Content-Encoding is not supported: send the body uncompressed", "Content-Encoding");
+    } else if (content_type.starts_with("multipart/")) {
+      error = ApiError(ErrorCode::kUnsupportedMediaType, "send the body as application/json", "Content-Type");
+    }
+    if (!error) return httplib::Server::HandlerResponse::Unhandled;
+    SendProblem(res, *error, req.path);
+    res.set_header("Connection", "close");
+    return httplib::Server::HandlerResponse::Handled;
+  });
 
   server_->Get("/healthz", guarded(std::nullopt, [this](const Req&, Res& res, const Principal&) {
                 SendJson(res, 200, {{"status", "ok"}, {"sweeper", deps_.holds_sweeper()}});

@@ -153,6 +153,9 @@ json ParseJsonStrict(std::string_view body) {
     throw ApiError(ErrorCode::kMalformedBody, fmt::format("the body is not valid JSON (byte {})", e.byte));
   } catch (const std::invalid_argument&) {
     throw ApiError(ErrorCode::kMalformedBody, fmt::format("the body is refused: {}", problem));
+  } catch (const json::out_of_range&) {
+    // A number too large for a double (e.g. 1e999999): nlohmann reports it as out_of_range, not a parse error.
+    throw ApiError(ErrorCode::kMalformedBody, "the body is not valid JSON: a number is out of range");
   }
 }
 

@@ -37,6 +37,9 @@ RIGHTSD_APT_PACKAGES=(
     libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev
     postgresql curl openssl systemd file
     chromium
+    # libFuzzer targets (tests/fuzz, build-fuzz/): clang 14 and its compiler-rt, which holds libFuzzer's runtime
+    # (libclang_rt.fuzzer-x86_64.a) and the sanitizer runtimes in Debian 12.
+    clang-14 libclang-rt-14-dev
 )
 
 rightsd::log() { printf '%s\n' "$*" >&2; }

@@ -98,10 +98,10 @@ std::string Scrub(std::string_view text, const std::vector<std::string>& secrets
     }
   }
   if (out.size() > limit) {
-    out.resize(limit);
-    out += "...";
+    out.resize(limit);  // may cut a character in two: ToValidUtf8 turns its remains into '?'
+    return ToValidUtf8(out) + "...";
   }
-  return out;
+  return ToValidUtf8(out);
 }
 
 std::string PercentEncode(std::string_view s) {

@@ -1112,10 +1112,10 @@ class Job : public std::enable_shared_from_this<Job> {
 
   static std::string Shorten(std::string text, std::size_t limit = 2 * kMaxMessage) {
     if (text.size() > limit) {
-      text.resize(limit);
-      text += "...";
+      text.resize(limit);  // may cut a character in two: ToValidUtf8 turns its remains into '?'
+      return ToValidUtf8(text) + "...";
     }
-    return text;
+    return ToValidUtf8(text);
   }
 
   json Receipt() const {

@@ -210,10 +210,10 @@ std::string Scrub(std::string_view text, const std::vector<Identity>& identities
     }
   }
   if (out.size() > limit) {
-    out.resize(limit);
-    out += "...";
+    out.resize(limit);  // may cut a character in two: ToValidUtf8 below turns its remains into '?'
+    return ToValidUtf8(out) + "...";
   }
-  return out;
+  return ToValidUtf8(out);
 }
 
 std::string NowRfc3339() {
