@@ -9,7 +9,8 @@
 #   rightsd::install_node_deps        Node.js >= 20.19 and npm, and `npm ci` for
 #                                     the FHIR test peer, the OpenAPI checks and the
 #                                     dashboard's browser test (tests/dashboard)
-#   rightsd::build [cmake args...]    configure + build into $RIGHTSD_ROOT/build
+#   rightsd::build [cmake args...]    configure + build into $RIGHTSD_ROOT/${RIGHTSD_BUILD_DIR:-build}; only
+#                                     the targets in $RIGHTSD_BUILD_TARGETS (space-separated) if it is set
 #   rightsd::pg_init DIR [name=value...]
 #                                     new cluster in DIR/data, socket dir DIR/socket
 #   rightsd::pg_start DIR PORT        start it, wait (<= 30 s) for pg_isready
@@ -198,10 +199,16 @@ rightsd::_npm_ci() {
 # Build
 # ---------------------------------------------------------------------------
 
-# rightsd::build [extra cmake configure args...]   (into $RIGHTSD_ROOT/${RIGHTSD_BUILD_DIR:-build})
+# rightsd::build [extra cmake configure args...]   (into $RIGHTSD_ROOT/${RIGHTSD_BUILD_DIR:-build}; all targets,
+# or only those in $RIGHTSD_BUILD_TARGETS, e.g. "rightsd unit_tests integration_tests")
 rightsd::build() {
     local dir="$RIGHTSD_ROOT/${RIGHTSD_BUILD_DIR:-build}"
     local -a args=(-S "$RIGHTSD_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+    local -a targets=()
+    if [[ -n "${RIGHTSD_BUILD_TARGETS:-}" ]]; then
+        read -r -a targets <<<"$RIGHTSD_BUILD_TARGETS"
+        targets=(--target "${targets[@]}")
+    fi
     if command -v ccache >/dev/null 2>&1; then
         args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     fi
@@ -211,7 +218,7 @@ rightsd::build() {
         rightsd::err "cmake configure failed (${args[*]})"
         return 1
     fi
-    if ! cmake --build "$dir" -j2; then
+    if ! cmake --build "$dir" -j2 "${targets[@]}"; then
         rightsd::err "build failed"
         return 1
     fi

@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <exception>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
 
 #include "crypto.h"
@@ -20,6 +23,26 @@
 namespace rightsd::test {
 
 namespace {
+
+// GCC defines these under -fsanitize=address (RIGHTSD_SANITIZE) and -fsanitize=thread (RIGHTSD_TSAN).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// The daemons and CLI runs the tests start are instrumented too, but their stderr goes to a file, so a sanitizer
+// report there would pass unnoticed: look for one (ASan, LSan and TSan say "...Sanitizer:", UBSan "runtime error:")
+// and fail the test with the report on stderr.
+void CheckForSanitizerReport(const std::string& what, const std::string& output) {
+  if (output.find("Sanitizer:") == std::string::npos && output.find(": runtime error: ") == std::string::npos) {
+    return;
+  }
+  std::cerr << "==== sanitizer report in the output of " << what << " ====\n" << output << "==== end of " << what
+            << " ====\n";
+  // Not while a failed REQUIRE unwinds through a destructor: the report is on stderr and the test fails anyway.
+  if (std::uncaught_exceptions() == 0) FAIL_CHECK("a sanitizer reported an error in " << what << " (see stderr)");
+}
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -204,6 +227,7 @@ CliResult DaemonEnv::Cli(const std::vector<std::string>& args) const {
   }
   result.out = ReadAll(out);
   result.err = ReadAll(err);
+  CheckForSanitizerReport(fmt::format("rightsd {}", fmt::join(args, " ")), result.err);
   return result;
 }
 
@@ -213,7 +237,16 @@ Daemon::Daemon(const DaemonEnv& env, const std::string& name) {
 }
 
 Daemon::~Daemon() {
-  if (pid_ > 0) Kill();
+  // In a sanitizer build the daemon is stopped with SIGTERM (SIGKILL after 10 s) rather than killed, so that it
+  // runs its exit-time checks: LeakSanitizer, and ThreadSanitizer's failing exit status.
+  if (pid_ > 0) {
+    if (kSanitized) {
+      Stop();
+    } else {
+      Kill();
+    }
+  }
+  CheckForSanitizerReport(fmt::format("the daemon ({})", log_.filename().string()), Log());
 }
 
 bool Daemon::WaitReady() {

@@ -156,7 +156,8 @@ TEST_CASE("connector: http client round trips every method with headers and bodi
 TEST_CASE("connector: http client keeps binary bodies byte for byte", "[connector]") {
   RecordingServer peer;
   const std::string bytes("\x00\x01\xff\xfe text \x00 end", 15);
-  peer.server().Post("/bytes", [&](const httplib::Request& req, httplib::Response& res) {
+  // By value: `bytes` is destroyed before `peer`, whose threads may still be answering.
+  peer.server().Post("/bytes", [bytes](const httplib::Request& req, httplib::Response& res) {
     res.set_content(req.body + bytes, "application/octet-stream");
   });
   peer.Start();
@@ -240,8 +241,8 @@ TEST_CASE("connector: http client reports bad urls as status 0", "[connector]") 
 }
 
 TEST_CASE("connector: http client gives up at the request timeout", "[connector]") {
+  Gate gate;  // before the server: it must outlive the handlers that wait on it
   RecordingServer peer;
-  Gate gate;
   peer.server().Get("/slow", [&](const httplib::Request&, httplib::Response& res) {
     gate.Wait();
     res.set_content("late", "text/plain");

@@ -528,11 +528,32 @@ TEST_CASE("sfmc: tokens are cached, refreshed early, and fetched again once on 4
   SECTION("tasks running at once wait for the same token") {
     Rig rig;
     rig.peer.SeedContact(kKey, kEmail);
+    // The threads only start the tasks; the checks are made on this thread, because Catch2's assertions are not
+    // thread-safe (ThreadSanitizer reports races in its internals, and the run stalls).
+    struct Results {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::vector<Outcome> outcomes;
+    };
+    auto results = std::make_shared<Results>();
     std::vector<std::thread> threads;
     for (int i = 0; i < 8; ++i) {
-      threads.emplace_back([&] { RunAndWait(*rig.connector, Task(TaskAction::kAccess, {{"email", kEmail}})); });
+      threads.emplace_back([&rig, results] {
+        rig.connector->Run(Task(TaskAction::kAccess, {{"email", kEmail}}), [results](Outcome o) {
+          std::lock_guard lock(results->mu);
+          results->outcomes.push_back(std::move(o));
+          results->cv.notify_all();
+        });
+      });
     }
     for (auto& t : threads) t.join();
+    std::unique_lock lock(results->mu);
+    REQUIRE(results->cv.wait_for(lock, 15s, [&] { return results->outcomes.size() >= 8; }));
+    lock.unlock();
+    std::this_thread::sleep_for(20ms);  // room for a (wrong) second call to show up
+    lock.lock();
+    REQUIRE(results->outcomes.size() == 8);
+    for (const Outcome& outcome : results->outcomes) ExpectNoIdentityValues(outcome);
     CHECK(rig.peer.TokenRequests() == 1);
   }
   SECTION("a token about to expire is replaced before use") {
@@ -680,8 +701,9 @@ TEST_CASE("sfmc: cancelled operations and an aborted delete phase fail the task"
                                       json::array({{{"backgroundOperationID", 77},
                                                     {"backgroundOperationStatusID", "Aborted"}}})}}
                                     .dump();
+    // By value: `aborted` is destroyed before `tenant`, whose threads may still be answering a late request.
     tenant.server().Get("/contacts/v1/contacts/actions/delete/status",
-                        [&](const httplib::Request&, httplib::Response& res) {
+                        [aborted](const httplib::Request&, httplib::Response& res) {
                           res.set_content(aborted, "application/json");
                         });
     tenant.Start();
