@@ -18,6 +18,9 @@ BoundedTaskQueue::BoundedTaskQueue(int threads, int max_queued)
     : workers_(threads),
       max_queued_(static_cast<std::size_t>(std::max(0, max_queued))),
       max_overflow_(std::max<std::size_t>(64, static_cast<std::size_t>(std::max(0, max_queued)))) {
+  // Every worker is idle from the start, not from when its thread first waits: counted late, the first connections
+  // after start-up (or under a slow scheduler) would go to the overflow lane while workers sit idle.
+  idle_workers_ = static_cast<std::size_t>(std::max(0, threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(false); });
   for (int i = 0; i < kOverflowThreads; ++i) threads_.emplace_back([this] { Work(true); });
 }
@@ -82,16 +85,19 @@ void BoundedTaskQueue::Work(bool overflow) {
     std::function<void()> fn;
     {
       std::unique_lock lock(mu_);
-      if (!overflow) ++idle_workers_;
       cv.wait(lock, [&] { return shutdown_ || !queue.empty(); });
-      if (!overflow) --idle_workers_;
       // Like httplib::ThreadPool: on shutdown the queued connections are still served (and closed).
       if (queue.empty()) return;
       fn = std::move(queue.front());
       queue.pop_front();
+      if (!overflow) --idle_workers_;
     }
     space_cv_.notify_one();
     fn();
+    if (!overflow) {
+      std::lock_guard lock(mu_);
+      ++idle_workers_;
+    }
   }
 }
 
