@@ -78,6 +78,15 @@ class DbPool {
 template <typename Fn>
 auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>()));
 
+// The same for one statement that is atomic on its own (a read, or an INSERT whose rows all come from one statement
+// with data-modifying CTEs), without the BEGIN and COMMIT round trips. `fn` must send exactly one statement. A
+// read whose connection was lost is retried once like a transaction; a write is not (it may have run, as a
+// transaction lost during COMMIT may have committed): the caller gets kUnavailable.
+template <typename Fn>
+auto WithSingleRead(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::nontransaction&>()));
+template <typename Fn>
+auto WithSingleWrite(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::nontransaction&>()));
+
 // SQLSTATE classes that mean "the database is not there right now" (08xxx, 57P0x, 53xxx).
 bool IsUnavailable(const std::string& sqlstate);
 

@@ -3,9 +3,10 @@
 
 namespace rightsd {
 
-template <typename Fn>
-auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>())) {
-  bool reconnected = false;
+namespace detail {
+template <typename Txn, typename Fn>
+auto RunOnLease(DbPool& pool, Fn&& fn, bool retry_lost) -> decltype(fn(std::declval<Txn&>())) {
+  bool reconnected = !retry_lost;
   for (int attempt = 1;; ++attempt) {
     auto lease = pool.Acquire();
     // A connection lost before COMMIT committed nothing: one more try on a fresh connection hides a restart that
@@ -16,7 +17,7 @@ auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::wo
       reconnected = true;
     };
     try {
-      pqxx::work txn(lease.conn());
+      Txn txn(lease.conn());
       if constexpr (std::is_void_v<decltype(fn(txn))>) {
         fn(txn);
         txn.commit();
@@ -44,6 +45,22 @@ auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::wo
       throw;
     }
   }
+}
+}  // namespace detail
+
+template <typename Fn>
+auto WithTransaction(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>())) {
+  return detail::RunOnLease<pqxx::work>(pool, std::forward<Fn>(fn), true);
+}
+
+template <typename Fn>
+auto WithSingleRead(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::nontransaction&>())) {
+  return detail::RunOnLease<pqxx::nontransaction>(pool, std::forward<Fn>(fn), true);
+}
+
+template <typename Fn>
+auto WithSingleWrite(DbPool& pool, Fn&& fn) -> decltype(fn(std::declval<pqxx::nontransaction&>())) {
+  return detail::RunOnLease<pqxx::nontransaction>(pool, std::forward<Fn>(fn), false);
 }
 
 }  // namespace rightsd
