@@ -104,6 +104,7 @@ for run in "${runs[@]}"; do
         continue
     fi
     # One JSON line -> the TSV line for the results file and a line for people.
+    # shellcheck disable=SC2016 # JavaScript, not shell
     if ! "$node" -e '
         const fs = require("fs");
         const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8").trim().split("\n").pop());

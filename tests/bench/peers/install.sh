@@ -49,6 +49,7 @@ PATH="$(dirname "$node22"):$PATH" npm_ci "$here"
 [[ -d "$here/node_modules/graphile-worker" && -d "$here/node_modules/pg-boss" && -d "$here/node_modules/pg" ]] ||
     die "graphile-worker, pg-boss or pg is missing from $here/node_modules after npm ci"
 
+# shellcheck disable=SC2016 # JavaScript, not shell
 log "Node $version, $(cd "$here" && "$node22" -e '
     const v = (p) => JSON.parse(require("fs").readFileSync(`node_modules/${p}/package.json`)).version;
     console.log(`graphile-worker ${v("graphile-worker")}, pg-boss ${v("pg-boss")}, pg ${v("pg")}`)')"
