@@ -143,3 +143,24 @@ bench::hwm_kib() { "$BENCH_TOOL" rss "$1" | cut -d' ' -f2; }
 bench::wrk_summary() {
     awk '/^RESULT / { print $2, $3, $4, $5 }' "$1"
 }
+
+# --- CPU accounting: where a request's time goes on a machine whose cores are all shared ---------------------
+# bench::cpu_seconds PID...  user+system CPU seconds of those processes so far
+bench::cpu_seconds() {
+    local tck pid total=0 t
+    tck="$(getconf CLK_TCK)"
+    for pid in "$@"; do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that closes the command name.
+        t="$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }')" || t=0
+        total=$((total + ${t:-0}))
+    done
+    awk -v t="$total" -v k="$tck" 'BEGIN { printf "%.3f", t / k }'
+}
+# bench::pg_pids: the postmaster and its children (backends, checkpointer, WAL writer...)
+bench::pg_pids() {
+    local master
+    master="$(head -n 1 "$BENCH_PGDIR/data/postmaster.pid")"
+    echo "$master" $(pgrep -P "$master")
+}
+# bench::cpu_per_request SECONDS_BEFORE SECONDS_AFTER REQUESTS -> microseconds of CPU per request
+bench::cpu_per_request() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1e6 / n; else print 0 }'; }

@@ -32,10 +32,16 @@ bench::result footprint "resident memory idle" "$idle_mb" MB "-" "≤ 30" "$(ben
 # Warm the connection pool and the server's caches, then measure.
 BENCH_TOKEN="$(cat "$dir/submitter.token")" BENCH_ROOT="$BENCH_ROOT" \
     wrk -t2 -c32 -d1s -s "$BENCH_ROOT/tests/bench/intake.lua" "http://127.0.0.1:$port" >/dev/null
+daemon_cpu0="$(bench::cpu_seconds "$BENCH_DAEMON_PID")"
+pg_cpu0="$(bench::cpu_seconds $(bench::pg_pids))"
 BENCH_TOKEN="$(cat "$dir/submitter.token")" BENCH_ROOT="$BENCH_ROOT" \
     wrk -t2 -c32 -d"${seconds}s" --latency -s "$BENCH_ROOT/tests/bench/intake.lua" "http://127.0.0.1:$port" \
     >"$BENCH_WORK/wrk-intake.txt"
 read -r rps p99 non2xx errors <<<"$(bench::wrk_summary "$BENCH_WORK/wrk-intake.txt")"
+daemon_us="$(bench::cpu_per_request "$daemon_cpu0" "$(bench::cpu_seconds "$BENCH_DAEMON_PID")" \
+    "$(awk '/^RESULT / { print $8 }' "$BENCH_WORK/wrk-intake.txt")")"
+pg_us="$(bench::cpu_per_request "$pg_cpu0" "$(bench::cpu_seconds $(bench::pg_pids))" \
+    "$(awk '/^RESULT / { print $8 }' "$BENCH_WORK/wrk-intake.txt")")"
 peak_kib="$(bench::hwm_kib "$BENCH_DAEMON_PID")"
 peak_mb="$(awk -v k="$peak_kib" 'BEGIN { printf "%.1f", k / 1024 }')"
 stored="$(bench::psql bench_intake -tAc "SELECT count(*) FROM requests")"
@@ -57,6 +63,8 @@ note="${seconds} s, 32 connections; $non2xx non-2xx, $errors socket errors; $sto
 bench::result intake "POST /v1/requests" "${rps%.*}" req/s "pgbench ${tps%.*} tps (avg ${pg_latency} ms)" "-" info "$note"
 bench::result intake "ratio to pgbench, same SQL" "$ratio" × "${tps%.*} tps" "≥ 0.8" "$(bench::verdict "$ratio" '>=' 0.8)" \
     "pgbench -M prepared -c 32 -j 2, tests/bench/intake-pgbench.sql"
+bench::result intake "CPU per POST: rightsd / PostgreSQL" "$daemon_us / $pg_us" µs "-" "-" info \
+    "$(nproc) cores shared by wrk, rightsd and PostgreSQL"
 bench::result intake "POST /v1/requests p99" "$p99" ms "-" "≤ 25" "$(bench::verdict "$p99" '<=' 25)" "wrk --latency"
 bench::result footprint "resident memory peak (intake load)" "$peak_mb" MB "-" "≤ 150" \
     "$(bench::verdict "$peak_mb" '<=' 150)" "VmHWM after the intake run"

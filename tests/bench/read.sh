@@ -40,7 +40,16 @@ run_wrk() { # NAME URL TOKEN
         wrk -t2 -c50 -d"${seconds}s" --latency -s "$BENCH_ROOT/tests/bench/read.lua" "$2" >"$BENCH_WORK/wrk-$1.txt"
     bench::wrk_summary "$BENCH_WORK/wrk-$1.txt"
 }
+# CPU spent per request by the daemon and by PostgreSQL (backends exit with their connections, so the pool's
+# stay for the whole run: the daemon's are opened by the warm-up).
+daemon_cpu0="$(bench::cpu_seconds "$BENCH_DAEMON_PID")"
+pg_cpu0="$(bench::cpu_seconds $(bench::pg_pids))"
 read -r rps p99 non2xx errors <<<"$(run_wrk viewer "http://127.0.0.1:$port" "$(cat "$dir/viewer.token")")"
+daemon_cpu1="$(bench::cpu_seconds "$BENCH_DAEMON_PID")"
+pg_cpu1="$(bench::cpu_seconds $(bench::pg_pids))"
+requests="$(awk '/^RESULT / { print $8 }' "$BENCH_WORK/wrk-viewer.txt")"
+daemon_us="$(bench::cpu_per_request "$daemon_cpu0" "$daemon_cpu1" "$requests")"
+pg_us="$(bench::cpu_per_request "$pg_cpu0" "$pg_cpu1" "$requests")"
 read -r admin_rps admin_p99 admin_non2xx _ <<<"$(run_wrk admin "http://127.0.0.1:$port" "$(cat "$dir/admin.token")")"
 bench::stop_daemon
 
@@ -60,6 +69,8 @@ bench::result read "GET /v1/requests/{id}" "${rps%.*}" req/s "ceiling ${ceiling_
 bench::result read "ratio to the HTTP ceiling" "$ratio" × "${ceiling_rps%.*} req/s" "≥ 0.5" \
     "$(bench::verdict "$ratio" '>=' 0.5)" "ceiling: cpp-httplib, fixed 200-byte JSON, nodelay, 64 threads"
 bench::result read "GET /v1/requests/{id} p99" "$p99" ms "-" "≤ 10" "$(bench::verdict "$p99" '<=' 10)" "wrk --latency"
+bench::result read "CPU per GET: rightsd / PostgreSQL" "$daemon_us / $pg_us" µs "-" "-" info \
+    "$(nproc) cores shared by wrk, rightsd and PostgreSQL: ${requests} requests in ${seconds} s"
 bench::result read "GET /v1/requests/{id} with identity values opened" "${admin_rps%.*}" req/s "-" "-" info \
     "admin token: both identities opened (XChaCha20-Poly1305); p99 $admin_p99 ms; $admin_non2xx non-2xx"
 bench::dropdb bench_read
