@@ -37,6 +37,8 @@ RIGHTSD_APT_PACKAGES=(
     libfmt-dev catch2 libsystemd-dev libsodium-dev libtomlplusplus-dev libvalijson-dev
     libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev
     postgresql curl openssl systemd file
+    # scripts/bench: the HTTP load generator (pgbench comes with postgresql)
+    wrk
     chromium
     # libFuzzer targets (tests/fuzz, build-fuzz/): clang 14 and its compiler-rt, which holds libFuzzer's runtime
     # (libclang_rt.fuzzer-x86_64.a) and the sanitizer runtimes in Debian 12.

@@ -1,0 +1,60 @@
+# Benchmark 2: GET /v1/requests/{id} over 1,000,000 stored requests (seeded with SQL, identities sealed with the
+# daemon's key) against the HTTP ceiling: a minimal cpp-httplib server answering a fixed 200-byte JSON at its best
+# configuration (rightsd_bench ceiling: TCP_NODELAY, 64 threads, long keep-alive). wrk, 50 keep-alive connections,
+# random ids, both in this run.
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
+
+seconds=20
+seeded=1000000
+if ((BENCH_QUICK == 1)); then
+    seconds=2
+    seeded=20000
+fi
+dir="$BENCH_WORK/daemon"
+port="$BENCH_PORT"
+ceiling_port=$((BENCH_PORT + 1))
+
+bench::createdb bench_read >/dev/null
+bench::daemon_dir "$dir" bench_read "$port"
+seed_start=$SECONDS
+chunk=200000
+for ((from = 1; from <= seeded; from += chunk)); do
+    count=$((seeded - from + 1 < chunk ? seeded - from + 1 : chunk))
+    bench::psql bench_read -v from="$from" -v count="$count" -f "$BENCH_ROOT/tests/bench/seed-requests.sql" >/dev/null
+    "$BENCH_TOOL" seed-identities --key-file "$dir/pii.key" --from "$from" --count "$count" |
+        bench::psql bench_read -c "COPY request_identities (request_id, ordinal, kind, lookup_hash, value_sealed) FROM STDIN"
+done
+bench::psql bench_read -c "VACUUM ANALYZE" >/dev/null
+bench::log "seeded $seeded requests in $((SECONDS - seed_start)) s"
+
+bench::start_daemon "$dir"
+run_wrk() { # NAME URL TOKEN
+    BENCH_TOKEN="$3" BENCH_SEEDED="$seeded" BENCH_ROOT="$BENCH_ROOT" \
+        wrk -t2 -c50 -d1s -s "$BENCH_ROOT/tests/bench/read.lua" "$2" >/dev/null
+    BENCH_TOKEN="$3" BENCH_SEEDED="$seeded" BENCH_ROOT="$BENCH_ROOT" \
+        wrk -t2 -c50 -d"${seconds}s" --latency -s "$BENCH_ROOT/tests/bench/read.lua" "$2" >"$BENCH_WORK/wrk-$1.txt"
+    bench::wrk_summary "$BENCH_WORK/wrk-$1.txt"
+}
+read -r rps p99 non2xx errors <<<"$(run_wrk viewer "http://127.0.0.1:$port" "$(cat "$dir/viewer.token")")"
+read -r admin_rps admin_p99 admin_non2xx _ <<<"$(run_wrk admin "http://127.0.0.1:$port" "$(cat "$dir/admin.token")")"
+bench::stop_daemon
+
+"$BENCH_TOOL" ceiling --port "$ceiling_port" --threads 64 &
+ceiling_pid=$!
+bench::track "$ceiling_pid"
+for ((i = 0; i < 100; i++)); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$ceiling_port/v1/requests/x" 2>/dev/null && break
+    sleep 0.05
+done
+read -r ceiling_rps ceiling_p99 _ _ <<<"$(run_wrk ceiling "http://127.0.0.1:$ceiling_port" "")"
+bench::stop_pid "$ceiling_pid"
+
+ratio="$(bench::ratio "$rps" "$ceiling_rps")"
+note="$seeded requests, ${seconds} s, 50 connections, viewer token; $non2xx non-2xx, $errors socket errors"
+bench::result read "GET /v1/requests/{id}" "${rps%.*}" req/s "ceiling ${ceiling_rps%.*} req/s (p99 $ceiling_p99 ms)" "-" info "$note"
+bench::result read "ratio to the HTTP ceiling" "$ratio" × "${ceiling_rps%.*} req/s" "≥ 0.5" \
+    "$(bench::verdict "$ratio" '>=' 0.5)" "ceiling: cpp-httplib, fixed 200-byte JSON, nodelay, 64 threads"
+bench::result read "GET /v1/requests/{id} p99" "$p99" ms "-" "≤ 10" "$(bench::verdict "$p99" '<=' 10)" "wrk --latency"
+bench::result read "GET /v1/requests/{id} with identity values opened" "${admin_rps%.*}" req/s "-" "-" info \
+    "admin token: both identities opened (XChaCha20-Poly1305); p99 $admin_p99 ms; $admin_non2xx non-2xx"
+bench::dropdb bench_read
