@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "report.h"
 #include "retention.h"
+#include "store.h"
 
 namespace rightsd {
 
@@ -33,6 +34,8 @@ constexpr const char* kUsage =
     "  token new --role R --name N    print a new token and its tokens-file line\n"
     "  keygen [--out FILE]            write a new 32-byte PII key (to crypto.key_file by default)\n"
     "  audit verify                   check the audit trail's hash chain\n"
+    "  sweep [--date YYYY-MM-DD]      move open requests to the SLA state of that day (default today), as the\n"
+    "                                 daemon's sweeper does; prints how many changed and how long it took\n"
     "  purge [--dry-run]              remove the personal data of requests closed over purge.retention_months ago\n"
     "  report metrics --year Y [--format json|markdown]\n"
     "                                 the 11 CCR 7102 figures of requests received in year Y\n"
@@ -157,6 +160,30 @@ int Keygen(const Args& args) {
   return 0;
 }
 
+// One SLA sweep, the same as the daemon's sweeper runs (Store::SweepSla): for operators after downtime, and for
+// timing it. Rows another process holds locked are skipped, so it is safe next to a running daemon.
+int Sweep(const Config& config, const Args& args) {
+  Runtime rt = LoadRuntime(config);
+  Timestamp now = std::chrono::time_point_cast<Timestamp::duration>(std::chrono::system_clock::now());
+  if (auto d = args.options.find("date"); d != args.options.end()) {
+    LocalDate day;
+    if (!ParseDate(d->second, day)) return Fail(2, "--date is YYYY-MM-DD");
+    // Local noon of that day in the business time zone: Today() of it is `day`.
+    now = std::chrono::time_point_cast<Timestamp::duration>(
+        date::make_zoned(rt.calendar->Zone(), day + std::chrono::hours(12)).get_sys_time());
+  }
+  DbPool pool({config.database.url, 1, std::chrono::milliseconds(config.database.acquire_timeout_ms),
+               config.database.statement_timeout_ms, "rightsd-cli"},
+              nullptr);
+  Store store(pool, *rt.calendar, *rt.cipher, config.calendar.at_risk_days, &rt.data_map, false);
+  const auto started = std::chrono::steady_clock::now();
+  const int changed = store.SweepSla(now);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("sla sweep for %s: %d requests changed state in %.3f s\n", FormatDate(store.Today(now)).c_str(),
+              changed, seconds);
+  return 0;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -184,11 +211,12 @@ int RunCli(int argc, char** argv) {
       return Keygen(args);
     }
     const bool options_ok = command == "purge"            ? CheckOptions(args, {"config", "dry-run"}, error)
+                            : command == "sweep"          ? CheckOptions(args, {"config", "date"}, error)
                             : command == "report metrics" ? CheckOptions(args, {"config", "year", "format"}, error)
                                                           : CheckOptions(args, {"config"}, error);
     if (!options_ok) return Fail(2, error);
     if (command != "serve" && command != "migrate" && command != "check-config" && command != "audit verify" &&
-        command != "purge" && command != "report metrics") {
+        command != "purge" && command != "report metrics" && command != "sweep") {
       return Fail(2, fmt::format("unknown command '{}'\n{}", command, kUsage));
     }
     int report_year = 0;
@@ -231,6 +259,15 @@ int RunCli(int argc, char** argv) {
       const PurgeReport report = dry_run ? PlanPurge(*conn, policy) : RunPurge(*conn, policy);
       std::printf("%s\n", PurgeSummary(report, dry_run).c_str());
       return 0;
+    }
+    if (command == "sweep") {
+      const SchemaStatus status = CheckSchema(*conn);
+      if (!status.current()) {
+        return Fail(1, fmt::format("database schema is at version {} but this binary needs {}: run 'rightsd migrate'",
+                                   status.applied_version, status.latest_version));
+      }
+      conn.reset();
+      return Sweep(config, args);
     }
     if (command == "report metrics") {
       pqxx::work txn(*conn);

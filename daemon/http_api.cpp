@@ -259,7 +259,10 @@ HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)), buckets_(deps_.rate_per_se
   Routes();
 }
 
-HttpApi::~HttpApi() { Stop(); }
+HttpApi::~HttpApi() {
+  Stop();
+  if (summary_thread_.joinable()) summary_thread_.join();
+}
 
 int HttpApi::Bind() {
   if (!server_->is_valid()) throw std::runtime_error(tls_error_.empty() ? "cannot set up TLS" : tls_error_);
@@ -279,17 +282,62 @@ bool HttpApi::Run() { return server_->listen_after_bind(); }
 void HttpApi::Stop() { server_->stop(); }
 
 json HttpApi::SummaryJson() {
-  // Dashboards poll this many times a second; one refresh at a time and at most one a second, the others are
-  // served the last answer (its as_of says how old it is).
+  // Dashboards poll this many times a second. An answer younger than kMaxAge is served as it is; an older one is
+  // still served at once while one background refresh replaces it (its as_of says how old it is), so a poll never
+  // waits on the database once there is an answer. Only the first polls after start-up wait, for one refresh.
   constexpr auto kMaxAge = std::chrono::seconds(1);
-  {
-    std::lock_guard lock(summary_mu_);
-    const bool fresh = summary_cache_ && std::chrono::steady_clock::now() - summary_at_ < kMaxAge;
-    if (fresh || (summary_cache_ && summary_refreshing_)) return *summary_cache_;
-    summary_refreshing_ = true;
+  std::unique_lock lock(summary_mu_);
+  if (summary_cache_) {
+    if (std::chrono::steady_clock::now() - summary_at_ >= kMaxAge && !summary_refreshing_) {
+      summary_refreshing_ = true;
+      // The previous refresh has ended (summary_refreshing_ was false), so this join returns at once.
+      if (summary_thread_.joinable()) summary_thread_.join();
+      summary_thread_ = std::thread([this] { RefreshSummary(); });
+    }
+    return *summary_cache_;
   }
+  if (summary_refreshing_) {
+    summary_cv_.wait(lock, [this] { return !summary_refreshing_; });
+    if (summary_cache_) return *summary_cache_;
+  }
+  summary_refreshing_ = true;
+  lock.unlock();
   json out;
   try {
+    out = BuildSummaryJson();
+  } catch (...) {
+    lock.lock();
+    summary_refreshing_ = false;
+    summary_cv_.notify_all();
+    throw;
+  }
+  lock.lock();
+  summary_refreshing_ = false;
+  summary_cache_ = out;
+  summary_at_ = std::chrono::steady_clock::now();
+  summary_cv_.notify_all();
+  return out;
+}
+
+void HttpApi::RefreshSummary() {
+  std::optional<json> out;
+  try {
+    out = BuildSummaryJson();
+  } catch (const std::exception& e) {
+    LogWarning("sla summary: refresh failed, serving the previous answer: {}", e.what());
+  }
+  std::lock_guard lock(summary_mu_);
+  if (out) {
+    summary_cache_ = std::move(*out);
+    summary_at_ = std::chrono::steady_clock::now();
+  }
+  summary_refreshing_ = false;
+  summary_cv_.notify_all();
+}
+
+json HttpApi::BuildSummaryJson() {
+  json out;
+  {
     const Timestamp now = deps_.now();
     const SlaSummary s = deps_.store.Summary();
     json by_status = json::object();
@@ -345,15 +393,7 @@ json HttpApi::SummaryJson() {
            {"next_acknowledge_by", DateOrNull(s.next_acknowledge_by)},
            {"open_by_type_sla", type_sla},
            {"open_by_system", system_sla}};
-  } catch (...) {
-    std::lock_guard lock(summary_mu_);
-    summary_refreshing_ = false;
-    throw;
   }
-  std::lock_guard lock(summary_mu_);
-  summary_refreshing_ = false;
-  summary_cache_ = out;
-  summary_at_ = std::chrono::steady_clock::now();
   return out;
 }
 

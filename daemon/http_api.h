@@ -9,6 +9,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <condition_variable>
+#include <thread>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -48,6 +50,8 @@ class HttpApi {
  private:
   void Routes();
   nlohmann::json SummaryJson();
+  nlohmann::json BuildSummaryJson();  // reads the store; SummaryJson decides when
+  void RefreshSummary();              // BuildSummaryJson into the cache; clears summary_refreshing_
 
   Deps deps_;
   std::string tls_error_;  // set while building an SSLServer whose certificate or key could not be loaded
@@ -58,7 +62,9 @@ class HttpApi {
   std::mutex summary_mu_;
   std::optional<nlohmann::json> summary_cache_;
   std::chrono::steady_clock::time_point summary_at_{};
-  bool summary_refreshing_ = false;
+  bool summary_refreshing_ = false;  // at most one refresh in flight
+  std::condition_variable summary_cv_;  // signalled when a refresh ends
+  std::thread summary_thread_;  // the last background refresh (joined before the next one starts, and at exit)
 };
 
 }  // namespace rightsd

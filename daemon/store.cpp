@@ -328,31 +328,35 @@ ListPage Store::List(const ListFilter& f) {
 }
 
 SlaSummary Store::Summary() {
+  // Reads only the tallies of migration 0004 (a few hundred rows whatever the number of requests) and two index
+  // probes: a poll never scans requests.
   return WithTransaction(pool_, [&](pqxx::work& txn) {
     SlaSummary s;
-    for (const auto& row : txn.exec(
-             "SELECT status, type, sla_state, closed_at IS NULL, count(*) FROM requests GROUP BY 1, 2, 3, 4")) {
-      const long long n = row[4].as<long long>();
-      s.by_status[row[0].as<std::string>()] += n;
+    for (const auto& row : txn.exec("SELECT status, type, sla_state, sum(n) FROM sla_request_tallies "
+                                    "GROUP BY 1, 2, 3 HAVING sum(n) <> 0")) {
+      const std::string status = row[0].as<std::string>();
+      const long long n = row[3].as<long long>();
+      s.by_status[status] += n;
       s.by_sla_state[row[2].as<std::string>()] += n;
-      if (row[3].as<bool>()) {
+      const auto parsed = ParseRequestStatus(status);
+      if (parsed && IsOpen(*parsed)) {
         s.by_type[row[1].as<std::string>()] += n;
         s.open_by_type_sla[row[1].as<std::string>()][row[2].as<std::string>()] += n;
         s.open += n;
       }
     }
-    for (const auto& row : txn.exec(
-             "SELECT t.system, r.sla_state, count(DISTINCT r.id), "
-             "count(*) FILTER (WHERE t.state IN ('pending', 'running', 'failed', 'needs_manual')) "
-             "FROM tasks t JOIN requests r ON r.id = t.request_id WHERE r.closed_at IS NULL GROUP BY 1, 2")) {
+    for (const auto& row : txn.exec("SELECT system, sla_state, sum(tasks), sum(unfinished) FROM sla_system_tallies "
+                                    "GROUP BY 1, 2 HAVING sum(tasks) <> 0 OR sum(unfinished) <> 0")) {
       s.open_by_system_sla[row[0].as<std::string>()][row[1].as<std::string>()] += row[2].as<long long>();
       s.unfinished_tasks_by_system[row[0].as<std::string>()] += row[3].as<long long>();
     }
-    for (const auto& row : txn.exec("SELECT respond_by::text, count(*) FROM requests WHERE closed_at IS NULL "
-                                    "GROUP BY respond_by ORDER BY respond_by LIMIT 10")) {
+    // Walks the primary key in respond_by order and stops at the tenth day that still has open requests; the
+    // sweep deletes days whose count fell to zero, so few are skipped.
+    for (const auto& row : txn.exec("SELECT respond_by::text, sum(n) FROM sla_due_tallies GROUP BY respond_by "
+                                    "HAVING sum(n) <> 0 ORDER BY respond_by LIMIT 10")) {
       s.next_due.emplace_back(DateField(row[0]), row[1].as<long long>());
     }
-    const auto ack = txn.exec1(
+    const auto ack = txn.exec1(  // one probe of requests_ack_due
         "SELECT min(acknowledge_by)::text FROM requests WHERE closed_at IS NULL AND acknowledged_on IS NULL AND "
         "acknowledge_by IS NOT NULL");
     s.next_acknowledge_by = OptDate(ack[0]);
@@ -512,26 +516,55 @@ void Store::ApplyLocked(pqxx::work& txn, RequestRecord& r, const ActionInput& ac
 
 int Store::SweepSla(Timestamp now) {
   const LocalDate today = Today(now);
+  const std::string today_text = FormatDate(today);
   int changed = 0;
-  constexpr int kBatch = 500;
+  // Set-based: one SELECT, one UPDATE and one audit INSERT per batch, whatever its size. Big batches keep the round
+  // trips few; each batch is its own transaction so that row locks are held briefly.
+  constexpr int kBatch = 5000;
+  // Keyset over requests_sla_sweep_keyset: a batch starts after the last row of the one before, so the sweep never
+  // walks again over the index entries it already moved. Rows skipped because someone else held their lock are
+  // revisited by the next sweep (the holder recomputes their SLA state anyway).
+  std::string after_day = "-infinity";
+  std::string after_id = "00000000-0000-0000-0000-000000000000";
+  auto array_text = [](const std::vector<std::string>& items) {  // only uuids, state names, dates and integers
+    std::string out = "{";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (i) out += ',';
+      out += items[i];
+    }
+    return out + "}";
+  };
+  struct Batch {
+    int seen = 0;
+    int changed = 0;
+    std::string last_day, last_id;
+  };
   for (;;) {
-    const int seen = WithTransaction(pool_, [&](pqxx::work& txn) {
+    // Everything the batch learns is returned, not accumulated: WithTransaction may run it again after a deadlock.
+    const Batch batch = WithTransaction(pool_, [&](pqxx::work& txn) {
       const auto rows = txn.exec_params(
-          fmt::format("SELECT {} FROM requests r WHERE r.closed_at IS NULL AND r.sla_next_change <= $1::date "
-                      "ORDER BY r.sla_next_change LIMIT $2 FOR UPDATE SKIP LOCKED",
+          fmt::format("SELECT {}, r.sla_next_change::text FROM requests r WHERE r.closed_at IS NULL "
+                      "AND r.sla_next_change <= $1::date AND (r.sla_next_change, r.id) > ($2::date, $3::uuid) "
+                      "ORDER BY r.sla_next_change, r.id LIMIT $4 FOR UPDATE SKIP LOCKED",
                       kRequestColumns),
-          FormatDate(today), kBatch);
+          today_text, after_day, after_id, kBatch);
+      std::vector<std::string> ids, states, next_changes;
+      std::vector<std::string> audit_ids, audit_from, audit_to, audit_respond_by, audit_days_left;
+      ids.reserve(rows.size());
+      states.reserve(rows.size());
+      next_changes.reserve(rows.size());
       for (const auto& row : rows) {
         const RequestRecord r = RowToRecord(row);
         const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
-        const auto next_change = DateText(sla.next_change);
-        txn.exec_params("UPDATE requests SET sla_state = $2, sla_next_change = $3::date WHERE id = $1::uuid", r.id,
-                        std::string(ToString(sla.state)), OrNull(next_change));
+        ids.push_back(r.id);
+        states.emplace_back(ToString(sla.state));
+        next_changes.push_back(sla.next_change ? FormatDate(*sla.next_change) : "NULL");
         if (sla.state != r.stored_sla_state) {
-          AppendAudit(txn, r.id, "system:sweeper", "sla_changed",
-                      {{"from", ToString(r.stored_sla_state)}, {"to", ToString(sla.state)},
-                       {"respond_by", FormatDate(r.deadlines.respond_by)}, {"days_left", sla.days_left.value_or(0)}});
-          ++changed;
+          audit_ids.push_back(r.id);
+          audit_from.emplace_back(ToString(r.stored_sla_state));
+          audit_to.emplace_back(ToString(sla.state));
+          audit_respond_by.push_back(FormatDate(r.deadlines.respond_by));
+          audit_days_left.push_back(std::to_string(sla.days_left.value_or(0)));
           if (sla.state == SlaState::kBreached) {
             LogWarning("request {}: sla breached (acknowledge_by {}, acknowledged {}, respond_by {})", r.id,
                        r.deadlines.acknowledge_by ? FormatDate(*r.deadlines.acknowledge_by) : "none",
@@ -539,10 +572,32 @@ int Store::SweepSla(Timestamp now) {
           }
         }
       }
-      return static_cast<int>(rows.size());
+      if (rows.empty()) return Batch{};
+      txn.exec_params(
+          "UPDATE requests r SET sla_state = u.state, sla_next_change = u.next_change "
+          "FROM unnest($1::uuid[], $2::text[], $3::date[]) AS u(id, state, next_change) WHERE r.id = u.id",
+          array_text(ids), array_text(states), array_text(next_changes));
+      if (!audit_ids.empty()) {
+        // The same detail as one AppendAudit per change; WITH ORDINALITY keeps the events in the batch's order.
+        txn.exec_params(
+            "INSERT INTO audit_events (request_id, actor, action, detail) "
+            "SELECT u.id, 'system:sweeper', 'sla_changed', jsonb_build_object('from', u.from_state, 'to', u.to_state, "
+            "'respond_by', u.respond_by, 'days_left', u.days_left) "
+            "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY "
+            "AS u(id, from_state, to_state, respond_by, days_left, ord) ORDER BY u.ord",
+            array_text(audit_ids), array_text(audit_from), array_text(audit_to), array_text(audit_respond_by),
+            array_text(audit_days_left));
+      }
+      return Batch{static_cast<int>(rows.size()), static_cast<int>(audit_ids.size()),
+                   rows.back()[kColumnCount].as<std::string>(), ids.back()};
     });
-    if (seen < kBatch) break;
+    changed += batch.changed;
+    if (batch.seen < kBatch) break;
+    after_day = batch.last_day;
+    after_id = batch.last_id;
   }
+  // Days of sla_due_tallies that no open request falls due on any more; Summary skips them, this keeps them few.
+  WithTransaction(pool_, [&](pqxx::work& txn) { txn.exec("DELETE FROM sla_due_tallies WHERE n = 0"); });
   return changed;
 }
 
