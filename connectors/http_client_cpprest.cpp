@@ -42,9 +42,6 @@ using namespace std::chrono_literals;
 // timer never fires before ours.
 constexpr std::chrono::milliseconds kMaxRequestTimeout = std::chrono::hours(1);
 
-// I/O threads of the HTTP client (cpprest's shared pool).
-constexpr std::size_t kIoThreads = 4;
-
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -337,17 +334,6 @@ std::string HttpResponse::Header(std::string_view name) const {
 }
 
 std::unique_ptr<HttpClient> MakeCpprestHttpClient(UrlGuard guard) {
-  // cpprest's shared pool would start 40 threads. Every call here is asynchronous (a thread only runs completions
-  // and timers), so a few threads serve any number of calls in flight: the dispatcher and the connectors together
-  // stay within 16 threads. Only the first call sizes the pool; it must come before anything uses it.
-  static std::once_flag sized;
-  std::call_once(sized, [] {
-    try {
-      crossplat::threadpool::initialize_with_threads(kIoThreads);
-    } catch (const std::exception&) {
-      // Something used the pool first; it keeps cpprest's default size.
-    }
-  });
   return std::make_unique<CpprestHttpClient>(std::move(guard));
 }
 
