@@ -23,6 +23,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Outcomes per transaction at most: enough that the commit (one fsync, a few statements) is shared by hundreds of
+// tasks, small enough that a transaction holds its request locks for milliseconds.
+constexpr int kMaxCommitBatch = 500;
+
 class TokenBucket {
  public:
   TokenBucket(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst), at_(Clock::now()) {}
@@ -75,6 +79,7 @@ struct Dispatcher::Shared {
   std::map<std::string, int> in_flight_by_system;
   int callbacks_in_flight = 0;
   std::map<std::string, TokenBucket> buckets;  // the loop thread's alone: no lock
+  long long commits = 0, committed = 0, largest_commit = 0;  // outcome transactions, outcomes in them
 
   void Wake() const {
     const uint64_t one = 1;
@@ -159,6 +164,13 @@ int Dispatcher::Stop() {
                  leftover.size(), e.what());
     }
   }
+  {
+    std::lock_guard lock(shared_->mu);
+    LogInfo("dispatcher {}: {} outcomes in {} commits; outcomes per commit: mean {:.1f}, max {}", shared_->owner,
+            shared_->committed, shared_->commits,
+            shared_->commits ? static_cast<double>(shared_->committed) / static_cast<double>(shared_->commits) : 0.0,
+            shared_->largest_commit);
+  }
   LogInfo("dispatcher {}: stopped; {} unfinished tasks given back", shared_->owner, leftover.size());
   return static_cast<int>(leftover.size());
 }
@@ -167,15 +179,21 @@ void Dispatcher::Committer() {
   const RetryPolicy policy{std::chrono::milliseconds(options_.engine.backoff_base_ms),
                            std::chrono::milliseconds(options_.engine.backoff_max_ms)};
   for (;;) {
-    Shared::Item item;
+    // Whatever is queued, up to kMaxCommitBatch outcomes, goes into one transaction: under load the batches grow by
+    // themselves (outcomes queue while the previous commit runs), with a lone outcome nothing waits for company.
+    std::vector<Shared::Item> tasks;
+    std::vector<Shared::Item> callbacks;
     {
       std::unique_lock lock(shared_->mu);
       shared_->cv.wait(lock, [&] { return shared_->closed || !shared_->queue.empty(); });
       if (shared_->closed) return;
-      item = std::move(shared_->queue.front());
-      shared_->queue.pop_front();
+      while (!shared_->queue.empty() && static_cast<int>(tasks.size()) < kMaxCommitBatch) {
+        auto& item = shared_->queue.front();
+        (item.callback ? callbacks : tasks).push_back(std::move(item));
+        shared_->queue.pop_front();
+      }
     }
-    if (item.callback) {
+    for (const auto& item : callbacks) {
       try {
         store_.RecordCallbackResult(*item.callback, item.delivered, item.error, options_.callbacks.max_attempts,
                                     policy);
@@ -185,98 +203,151 @@ void Dispatcher::Committer() {
       std::lock_guard lock(shared_->mu);
       --shared_->callbacks_in_flight;
       shared_->cv.notify_all();
-      continue;
     }
-    const ClaimedTask& task = *item.task;
-    bool committed = false;
-    for (int attempt = 0; attempt < 50 && !committed; ++attempt) {
-      try {
-        if (!store_.RecordOutcome(task, item.outcome, shared_->owner, policy, now_())) {
-          LogWarning("request {}: task {} outcome dropped: the lease was lost to another process", task.request_id,
-                     task.id);
-        }
-        committed = true;
-      } catch (const std::exception& e) {
-        // The database is away: keep the outcome and try again; if this process dies first, the lease expires
-        // and the task runs again (connectors are idempotent).
-        LogWarning("request {}: task {}: cannot record outcome yet: {}", task.request_id, task.id, e.what());
-        std::unique_lock lock(shared_->mu);
-        if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return;
-      }
-    }
+    if (tasks.empty()) continue;
+    std::vector<Store::OutcomeRef> refs;
+    refs.reserve(tasks.size());
+    for (const auto& item : tasks) refs.push_back({&*item.task, &item.outcome});
+    if (!CommitOutcomes(refs, policy)) return;
     {
       std::lock_guard lock(shared_->mu);
-      shared_->in_flight.erase(task.id);
-      if (--shared_->in_flight_by_system[task.system] < 0) shared_->in_flight_by_system[task.system] = 0;
+      for (const auto& item : tasks) {
+        shared_->in_flight.erase(item.task->id);
+        if (--shared_->in_flight_by_system[item.task->system] < 0) shared_->in_flight_by_system[item.task->system] = 0;
+      }
+      ++shared_->commits;
+      shared_->committed += static_cast<long long>(tasks.size());
+      shared_->largest_commit = std::max(shared_->largest_commit, static_cast<long long>(tasks.size()));
     }
     shared_->cv.notify_all();
     shared_->Wake();
   }
 }
 
+bool Dispatcher::CommitOutcomes(const std::vector<Store::OutcomeRef>& refs, const RetryPolicy& policy) {
+  const auto record = [&](const std::vector<Store::OutcomeRef>& batch) {
+    const auto written = store_.RecordOutcomes(batch, shared_->owner, policy, now_());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (!written[i]) {
+        LogWarning("request {}: task {} outcome dropped: the lease was lost to another process",
+                   batch[i].task->request_id, batch[i].task->id);
+      }
+    }
+  };
+  // The database is away, or one outcome makes the batch fail: after the first failure the outcomes are written one
+  // by one, so that one bad outcome holds up only itself. Each is tried until it is written or this process stops;
+  // if the process dies first, the leases expire and the tasks run again (connectors are idempotent).
+  bool whole = refs.size() > 1;
+  std::vector<std::vector<Store::OutcomeRef>> pending;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    try {
+      if (whole) {
+        record(refs);
+        return true;
+      }
+      if (pending.empty()) {
+        for (const auto& ref : refs) pending.push_back({ref});
+      }
+      while (!pending.empty()) {
+        record(pending.front());
+        pending.erase(pending.begin());
+      }
+      return true;
+    } catch (const pqxx::broken_connection& e) {
+      // The database is away: nothing to learn about the outcomes, wait and try the same again.
+      LogWarning("dispatcher {}: cannot record {} outcomes yet: {}", shared_->owner, refs.size(), e.what());
+      std::unique_lock lock(shared_->mu);
+      if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return false;
+    } catch (const std::exception& e) {
+      const auto& task = whole ? *refs.front().task : *pending.front().front().task;
+      LogWarning("request {}: task {}{}: cannot record outcome yet: {}", task.request_id, task.id,
+                 whole ? fmt::format(" and {} more", refs.size() - 1) : "", e.what());
+      if (whole) {
+        whole = false;
+        continue;
+      }
+      std::unique_lock lock(shared_->mu);
+      if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return false;
+    }
+  }
+  return true;
+}
+
 Dispatcher::ClaimResult Dispatcher::ClaimRound() {
   auto& buckets = shared_->buckets;
   ClaimResult result;
-  bool& more = result.more;
-  int total_free;
+  // Each system's share (free slots, tokens, claim_batch, an even part of what is left of max_in_flight, so that
+  // the first systems of the data map cannot take it all), then one claim for all.
+  std::vector<std::pair<std::string, int>> limits;
+  std::map<std::string, const SystemPlan*> plans;
   {
     std::lock_guard lock(shared_->mu);
-    total_free = options_.engine.max_in_flight - static_cast<int>(shared_->in_flight.size());
+    int total_free = options_.engine.max_in_flight - static_cast<int>(shared_->in_flight.size());
+    const int systems = static_cast<int>(data_map_.systems().size());
+    const int share = systems > 0 ? std::max(1, (total_free + systems - 1) / systems) : 0;
+    for (const auto& sys : data_map_.systems()) {
+      if (total_free <= 0) break;
+      auto bucket = buckets.try_emplace(sys.name, sys.rate_per_second, sys.burst).first;
+      const int free = sys.max_concurrency - shared_->in_flight_by_system[sys.name];
+      const int tokens = bucket->second.Available();
+      if (tokens < 1 && free > 0) {
+        const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(bucket->second.UntilNext()) +
+                           std::chrono::milliseconds(1);
+        result.token_wait = result.token_wait ? std::min(*result.token_wait, until) : until;
+      }
+      const int limit = std::min({free, tokens, options_.engine.claim_batch, share, total_free});
+      if (limit <= 0) continue;
+      result.open_systems.push_back(sys.name);
+      limits.emplace_back(sys.name, limit);
+      plans[sys.name] = &sys;
+      total_free -= limit;
+    }
   }
-  for (const auto& sys : data_map_.systems()) {
-    if (total_free <= 0) break;
-    auto bucket = buckets.try_emplace(sys.name, sys.rate_per_second, sys.burst).first;
-    int free;
-    {
-      std::lock_guard lock(shared_->mu);
-      free = sys.max_concurrency - shared_->in_flight_by_system[sys.name];
-    }
-    const int tokens = bucket->second.Available();
-    if (tokens < 1 && free > 0) {
-      const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(bucket->second.UntilNext()) +
-                         std::chrono::milliseconds(1);
-      result.token_wait = result.token_wait ? std::min(*result.token_wait, until) : until;
-    }
-    const int limit = std::min({free, tokens, options_.engine.claim_batch, total_free});
-    if (limit <= 0) continue;
-    result.open_systems.push_back(sys.name);
-    const auto claimed =
-        store_.ClaimTasks({sys.name}, limit, shared_->owner, std::chrono::milliseconds(options_.engine.lease_ms));
-    if (static_cast<int>(claimed.size()) == limit) more = true;
-    bucket->second.Take(static_cast<int>(claimed.size()));
-    total_free -= static_cast<int>(claimed.size());
+  if (limits.empty()) return result;
+  const auto claimed = store_.ClaimTasks(limits, shared_->owner, std::chrono::milliseconds(options_.engine.lease_ms));
+  std::map<std::string, int> by_system;
+  for (const auto& task : claimed) ++by_system[task.system];
+  for (const auto& [system, limit] : limits) {
+    const int n = by_system[system];
+    if (n == limit) result.more = true;
+    buckets.at(system).Take(n);
+  }
+  {
+    // In flight before any connector runs: a connector that answers inline (noop) queues its outcome at once, and
+    // a committer must find the task here.
+    std::lock_guard lock(shared_->mu);
     for (const auto& task : claimed) {
-      {
-        std::lock_guard lock(shared_->mu);
-        shared_->in_flight[task.id] = task;
-        ++shared_->in_flight_by_system[task.system];
-      }
-      connectors::TaskInput input;
-      input.request_id = task.request_id;
-      input.task_id = task.id;
-      input.system = task.system;
-      input.request_type = task.request_type;
-      input.action = connectors::ParseTaskAction(task.action).value_or(connectors::TaskAction::kAccess);
-      input.identities = task.identities;
-      input.corrections = task.corrections;
-      input.attempt = task.attempts;
-      input.continuation = task.continuation;
-      input.retain_basis = task.retain_basis;
-      std::weak_ptr<Shared> weak = shared_;
-      auto done = [weak, task, connector = sys.connector_type, started = std::chrono::steady_clock::now()](
-                      connectors::Outcome outcome) {
-        ProcessMetrics().ObserveTask(
-            task.system, connector, connectors::ToString(outcome.kind),
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-        if (auto shared = weak.lock()) shared->Push(Shared::Item{task, std::move(outcome), std::nullopt, false, {}});
-      };
-      try {
-        sys.connector->Run(input, done);
-      } catch (const std::exception& e) {
-        // A connector must not throw; if one does, the task is retried like any transient failure.
-        LogError("system {}: connector threw: {}", sys.name, e.what());
-        done(connectors::Outcome::Retry(fmt::format("connector error: {}", e.what())));
-      }
+      shared_->in_flight[task.id] = task;
+      ++shared_->in_flight_by_system[task.system];
+    }
+  }
+  for (const auto& task : claimed) {
+    const SystemPlan& sys = *plans.at(task.system);
+    connectors::TaskInput input;
+    input.request_id = task.request_id;
+    input.task_id = task.id;
+    input.system = task.system;
+    input.request_type = task.request_type;
+    input.action = connectors::ParseTaskAction(task.action).value_or(connectors::TaskAction::kAccess);
+    input.identities = task.identities;
+    input.corrections = task.corrections;
+    input.attempt = task.attempts;
+    input.continuation = task.continuation;
+    input.retain_basis = task.retain_basis;
+    std::weak_ptr<Shared> weak = shared_;
+    auto done = [weak, task, connector = sys.connector_type, started = std::chrono::steady_clock::now()](
+                    connectors::Outcome outcome) {
+      ProcessMetrics().ObserveTask(
+          task.system, connector, connectors::ToString(outcome.kind),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      if (auto shared = weak.lock()) shared->Push(Shared::Item{task, std::move(outcome), std::nullopt, false, {}});
+    };
+    try {
+      sys.connector->Run(input, done);
+    } catch (const std::exception& e) {
+      // A connector must not throw; if one does, the task is retried like any transient failure.
+      LogError("system {}: connector threw: {}", sys.name, e.what());
+      done(connectors::Outcome::Retry(fmt::format("connector error: {}", e.what())));
     }
   }
   return result;

@@ -58,6 +58,8 @@ class Dispatcher {
   ClaimResult ClaimRound();
   void DeliverCallbacks();
   void Committer();
+  // Writes a batch of outcomes (one transaction, or one by one after a failure); false if stopped meanwhile.
+  bool CommitOutcomes(const std::vector<Store::OutcomeRef>& refs, const RetryPolicy& policy);
 
   DbPool& pool_;
   Store& store_;

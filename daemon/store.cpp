@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <set>
+
 #include <sodium.h>
 
 #include "audit.h"
@@ -751,21 +753,35 @@ void Store::CompleteIfFinished(pqxx::work& txn, const std::string& request_id, T
   ApplyLocked(txn, r, complete, Principal{Role::kAdmin, "system:engine"}, now);
 }
 
-std::vector<ClaimedTask> Store::ClaimTasks(const std::vector<std::string>& systems, int limit, const std::string& owner,
-                                           std::chrono::milliseconds lease) {
-  if (systems.empty() || limit <= 0) return {};
+std::vector<ClaimedTask> Store::ClaimTasks(const std::vector<std::pair<std::string, int>>& limits,
+                                           const std::string& owner, std::chrono::milliseconds lease) {
+  std::vector<std::string> systems, counts;
+  for (const auto& [system, n] : limits) {
+    if (n <= 0) continue;
+    systems.push_back(system);
+    counts.push_back(std::to_string(n));
+  }
+  if (systems.empty()) return {};
   return WithTransaction(pool_, [&](pqxx::work& txn) {
     std::vector<ClaimedTask> claimed;
+    // Per system, expired leases first (work another process dropped), then due pending tasks up to the system's
+    // limit, each read in claim order from its own partial index (migrations/0005): a claim reads about as many
+    // index entries as it takes, where an OR of the two states would scan both sets whole.
     const auto rows = txn.exec_params(
-        "WITH due AS (SELECT id FROM tasks WHERE system = ANY($1::text[]) AND ((state = 'pending' AND "
-        "next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) "
-        "ORDER BY respond_by, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+        "WITH w AS (SELECT * FROM unnest($1::text[], $2::int[]) AS w(system, n)), "
+        "expired AS (SELECT e.id, w.system FROM w CROSS JOIN LATERAL (SELECT id FROM tasks WHERE system = w.system "
+        "AND state = 'running' AND lease_expires_at <= now() ORDER BY lease_expires_at LIMIT w.n "
+        "FOR UPDATE SKIP LOCKED) e), "
+        "ready AS (SELECT p.id FROM w CROSS JOIN LATERAL (SELECT id FROM tasks WHERE system = w.system AND "
+        "state = 'pending' AND next_attempt_at <= now() ORDER BY respond_by, next_attempt_at "
+        "LIMIT w.n - (SELECT count(*) FROM expired x WHERE x.system = w.system) FOR UPDATE SKIP LOCKED) p), "
+        "due AS (SELECT id FROM expired UNION ALL SELECT id FROM ready) "
         "UPDATE tasks t SET state = 'running', lease_owner = $3, lease_expires_at = now() + $4 * interval '1 "
         "millisecond', attempts = t.attempts + CASE WHEN t.continuation IS NULL THEN 1 ELSE 0 END, updated_at = now() "
         "FROM due, requests r WHERE t.id = due.id AND r.id = t.request_id "
         "RETURNING t.id::text, t.request_id::text, t.system, t.action, r.type, t.attempts, t.max_attempts, "
         "t.continuation::text, coalesce(t.retain_basis, ''), encode(r.corrections_sealed, 'hex')",
-        ArrayLiteral(systems), limit, owner, static_cast<long long>(lease.count()));
+        ArrayLiteral(systems), ArrayLiteral(counts), owner, static_cast<long long>(lease.count()));
     if (rows.empty()) return claimed;
     std::vector<std::string> request_ids;
     std::map<std::string, std::vector<connectors::Correction>> corrections;
@@ -816,9 +832,11 @@ void Store::RenewLeases(const std::vector<std::string>& task_ids, const std::str
                         std::chrono::milliseconds lease) {
   if (task_ids.empty()) return;
   WithTransaction(pool_, [&](pqxx::work& txn) {
+    // A task a committer has locked is being finished: skipped rather than waited for, so that a renewal and a
+    // batch of outcomes, which lock many task rows each, never wait on each other in a cycle.
     txn.exec_params(
-        "UPDATE tasks SET lease_expires_at = now() + $3 * interval '1 millisecond' WHERE id = ANY($1::uuid[]) AND "
-        "lease_owner = $2 AND state = 'running'",
+        "UPDATE tasks SET lease_expires_at = now() + $3 * interval '1 millisecond' WHERE id IN (SELECT id FROM tasks "
+        "WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND state = 'running' FOR UPDATE SKIP LOCKED)",
         ArrayLiteral(task_ids), owner, static_cast<long long>(lease.count()));
   });
 }
@@ -836,78 +854,228 @@ void Store::ReleaseLeases(const std::vector<std::string>& task_ids, const std::s
   });
 }
 
-bool Store::RecordOutcome(const ClaimedTask& task, const Outcome& outcome, const std::string& owner,
-                          const RetryPolicy& policy, Timestamp now) {
-  return WithTransaction(pool_, [&](pqxx::work& txn) {
-    // The request row first, as every change to a request does: outcomes of one request are serialised, so the
-    // last one to finish sees all the others and completes the request.
-    txn.exec_params("SELECT 1 FROM requests WHERE id = $1::uuid FOR UPDATE", task.request_id);
-    std::string state;
-    std::optional<std::string> error;
-    std::optional<std::string> records;
-    std::optional<std::string> continuation;
-    long long delay_ms = 0;
-    bool finished = false;
-    switch (outcome.kind) {
-      case OutcomeKind::kDone: state = "done"; finished = true; break;
-      case OutcomeKind::kNotFound: state = "not_found"; finished = true; break;
-      case OutcomeKind::kRetainedExempt: state = "retained_exempt"; finished = true; break;
-      case OutcomeKind::kNeedsManual: state = "needs_manual"; break;
-      case OutcomeKind::kFailed:
-        state = "failed";
-        error = Truncate(outcome.message, 2000);
-        break;
-      case OutcomeKind::kRetry:
-        if (task.attempts >= task.max_attempts) {
-          state = "failed";
-          error = Truncate(fmt::format("gave up after {} attempts: {}", task.attempts, outcome.message), 2000);
-        } else {
-          state = "pending";
-          error = Truncate(outcome.message, 2000);
-          // The peer's Retry-After is a floor, not the delay: a system that says "1 s" all through a long outage
-          // would otherwise use up max_attempts in seconds and dead-letter tasks it is about to accept.
-          delay_ms = std::max(outcome.retry_after ? std::min(*outcome.retry_after, std::chrono::milliseconds(86400000))
+namespace {
+
+// What one outcome writes to its task row, worked out before the transaction so that a retried transaction
+// writes the same thing (same backoff draw, same sealed records).
+struct PlannedOutcome {
+  std::string state;
+  std::optional<std::string> error;
+  std::optional<std::string> records;  // hex of the sealed records
+  std::optional<std::string> continuation;
+  std::optional<std::string> receipt;
+  long long delay_ms = 0;
+  bool finished = false;  // done, not_found or retained_exempt: counts towards completing the request
+};
+
+PlannedOutcome PlanOutcome(const ClaimedTask& task, const Outcome& outcome, const RetryPolicy& policy,
+                           const PiiCipher& cipher) {
+  PlannedOutcome p;
+  switch (outcome.kind) {
+    case OutcomeKind::kDone: p.state = "done"; p.finished = true; break;
+    case OutcomeKind::kNotFound: p.state = "not_found"; p.finished = true; break;
+    case OutcomeKind::kRetainedExempt: p.state = "retained_exempt"; p.finished = true; break;
+    case OutcomeKind::kNeedsManual: p.state = "needs_manual"; break;
+    case OutcomeKind::kFailed:
+      p.state = "failed";
+      p.error = Truncate(outcome.message, 2000);
+      break;
+    case OutcomeKind::kRetry:
+      if (task.attempts >= task.max_attempts) {
+        p.state = "failed";
+        p.error = Truncate(fmt::format("gave up after {} attempts: {}", task.attempts, outcome.message), 2000);
+      } else {
+        p.state = "pending";
+        p.error = Truncate(outcome.message, 2000);
+        // The peer's Retry-After is a floor, not the delay: a system that says "1 s" all through a long outage
+        // would otherwise use up max_attempts in seconds and dead-letter tasks it is about to accept.
+        p.delay_ms = std::max(outcome.retry_after ? std::min(*outcome.retry_after, std::chrono::milliseconds(86400000))
                                                   : std::chrono::milliseconds(0),
                               Backoff(task.attempts, policy))
                          .count();
-        }
-        break;
-      case OutcomeKind::kInProgress:
-        state = "running";
-        continuation = outcome.continuation.is_null() ? json::object().dump() : outcome.continuation.dump();
-        delay_ms = outcome.retry_after ? outcome.retry_after->count() : 60000;
-        break;
-    }
-    if (task.action == "access" && outcome.kind == OutcomeKind::kDone && !outcome.records.is_null()) {
-      records = ToHex(cipher_.Seal(outcome.records.dump(), TaskRecordsContext(task.id)));
-    }
-    const std::optional<std::string> receipt =
-        outcome.receipt.is_null() || outcome.receipt.empty() ? std::nullopt
-                                                              : std::optional<std::string>(outcome.receipt.dump());
-    const auto updated = txn.exec_params(
-        "UPDATE tasks SET state = $3, last_error = $4, receipt = coalesce($5::jsonb, receipt), "
-        "records_sealed = coalesce(decode($6, 'hex'), records_sealed), continuation = $7::jsonb, "
-        "lease_owner = NULL, "
-        "lease_expires_at = CASE WHEN $3 = 'running' THEN now() + $8 * interval '1 millisecond' END, "
-        "next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + $8 * interval '1 millisecond' ELSE next_attempt_at END, "
-        "finished_at = CASE WHEN $9 THEN now() END, updated_at = now() "
-        "WHERE id = $1::uuid AND lease_owner = $2 AND state = 'running'",
-        task.id, owner, state, OrNull(error), OrNull(receipt), OrNull(records), OrNull(continuation), delay_ms,
-        finished || state == "failed");
-    if (updated.affected_rows() == 0) return false;
-    if (state != "pending" && state != "running") {
-      json detail = {{"task", task.id}, {"system", task.system}, {"action", task.action},
-                     {"attempts", task.attempts}, {"worker", owner}};
-      if (error) detail["error"] = *error;
-      AppendAudit(txn, task.request_id, "system:engine", "task_" + state, detail);
-      if (state == "failed") {
-        LogWarning("request {}: task {} on system {} dead-lettered after {} attempts", task.request_id, task.id,
-                   task.system, task.attempts);
       }
+      break;
+    case OutcomeKind::kInProgress:
+      p.state = "running";
+      p.continuation = outcome.continuation.is_null() ? json::object().dump() : outcome.continuation.dump();
+      p.delay_ms = outcome.retry_after ? outcome.retry_after->count() : 60000;
+      break;
+  }
+  if (task.action == "access" && outcome.kind == OutcomeKind::kDone && !outcome.records.is_null()) {
+    p.records = ToHex(cipher.Seal(outcome.records.dump(), TaskRecordsContext(task.id)));
+  }
+  if (!outcome.receipt.is_null() && !outcome.receipt.empty()) p.receipt = outcome.receipt.dump();
+  return p;
+}
+
+// A PostgreSQL array literal whose elements may be NULL.
+std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (!items[i]) {
+      out += "NULL";
+      continue;
     }
-    if (finished) CompleteIfFinished(txn, task.request_id, now);
-    return true;
+    out += '"';
+    for (char c : *items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+std::string AuditText(const json& detail) { return detail.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+bool Store::RecordOutcome(const ClaimedTask& task, const Outcome& outcome, const std::string& owner,
+                          const RetryPolicy& policy, Timestamp now) {
+  return RecordOutcomes({OutcomeRef{&task, &outcome}}, owner, policy, now)[0];
+}
+
+std::vector<bool> Store::RecordOutcomes(const std::vector<OutcomeRef>& items, const std::string& owner,
+                                        const RetryPolicy& policy, Timestamp now) {
+  std::vector<bool> written(items.size(), false);
+  if (items.empty()) return written;
+  std::vector<PlannedOutcome> plans;
+  plans.reserve(items.size());
+  std::set<std::string> request_ids;
+  std::map<std::string, std::size_t> first;  // task id -> its first item: a second outcome of a task is not ours
+  std::vector<std::string> ids, states, delays, closes;
+  std::vector<std::optional<std::string>> errors, receipts, records, continuations;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ClaimedTask& task = *items[i].task;
+    plans.push_back(PlanOutcome(task, *items[i].outcome, policy, cipher_));
+    if (!first.emplace(task.id, i).second) continue;
+    const PlannedOutcome& p = plans.back();
+    request_ids.insert(task.request_id);
+    ids.push_back(task.id);
+    states.push_back(p.state);
+    errors.push_back(p.error);
+    receipts.push_back(p.receipt);
+    records.push_back(p.records);
+    continuations.push_back(p.continuation);
+    delays.push_back(std::to_string(p.delay_ms));
+    closes.push_back(p.finished || p.state == "failed" ? "t" : "f");
+  }
+  WithTransaction(pool_, [&](pqxx::work& txn) {
+    std::fill(written.begin(), written.end(), false);
+    // The request rows first, as every change to a request does, and in one order (by id) across all writers of
+    // many: outcomes of one request are serialised, so the last one to finish sees all the others and completes
+    // the request, and two batches sharing requests cannot deadlock.
+    txn.exec_params("SELECT 1 FROM requests WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+                    ArrayLiteral(std::vector<std::string>(request_ids.begin(), request_ids.end())));
+    // The lease check is in the WHERE: only the rows this process still holds are written and returned.
+    const auto mine = txn.exec_params(
+        "UPDATE tasks t SET state = o.state, last_error = o.error, receipt = coalesce(o.receipt, t.receipt), "
+        "records_sealed = coalesce(decode(o.records, 'hex'), t.records_sealed), continuation = o.continuation, "
+        "lease_owner = NULL, "
+        "lease_expires_at = CASE WHEN o.state = 'running' THEN now() + o.delay_ms * interval '1 millisecond' END, "
+        "next_attempt_at = CASE WHEN o.state = 'pending' THEN now() + o.delay_ms * interval '1 millisecond' "
+        "ELSE t.next_attempt_at END, finished_at = CASE WHEN o.closes THEN now() END, updated_at = now() "
+        "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::bigint[], "
+        "$8::boolean[]) AS o(id, state, error, receipt, records, continuation, delay_ms, closes) "
+        "WHERE t.id = o.id AND t.lease_owner = $9 AND t.state = 'running' RETURNING t.id::text",
+        ArrayLiteral(ids), ArrayLiteral(states), ArrayLiteral(errors), ArrayLiteral(receipts), ArrayLiteral(records),
+        ArrayLiteral(continuations), ArrayLiteral(delays), ArrayLiteral(closes), owner);
+    std::vector<std::string> audit_requests, audit_actions, audit_details;
+    std::set<std::string> finished_requests;
+    for (const auto& row : mine) {
+      const std::size_t i = first.at(row[0].as<std::string>());
+      written[i] = true;
+      const ClaimedTask& task = *items[i].task;
+      const PlannedOutcome& p = plans[i];
+      if (p.state != "pending" && p.state != "running") {
+        json detail = {{"task", task.id}, {"system", task.system}, {"action", task.action},
+                       {"attempts", task.attempts}, {"worker", owner}};
+        if (p.error) detail["error"] = *p.error;
+        audit_requests.push_back(task.request_id);
+        audit_actions.push_back("task_" + p.state);
+        audit_details.push_back(AuditText(detail));
+      }
+      if (p.finished) finished_requests.insert(task.request_id);
+    }
+    if (!audit_requests.empty()) {
+      txn.exec_params(
+          "INSERT INTO audit_events (request_id, actor, action, detail) SELECT e.request_id, 'system:engine', "
+          "e.action, e.detail FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) WITH ORDINALITY "
+          "AS e(request_id, action, detail, n) ORDER BY e.n",
+          ArrayLiteral(audit_requests), ArrayLiteral(audit_actions), ArrayLiteral(audit_details));
+    }
+    if (!finished_requests.empty()) {
+      CompleteAllFinished(txn, std::vector<std::string>(finished_requests.begin(), finished_requests.end()), now);
+    }
   });
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (written[i] && plans[i].state == "failed") {
+      LogWarning("request {}: task {} on system {} dead-lettered after {} attempts", items[i].task->request_id,
+                 items[i].task->id, items[i].task->system, items[i].task->attempts);
+    }
+  }
+  return written;
+}
+
+void Store::CompleteAllFinished(pqxx::work& txn, const std::vector<std::string>& request_ids, Timestamp now) {
+  const auto rows = txn.exec_params(
+      fmt::format("SELECT {}, (SELECT count(*) FROM tasks t WHERE t.request_id = r.id) FROM requests r "
+                  "WHERE r.id = ANY($1::uuid[]) AND r.status = 'in_progress' AND NOT EXISTS (SELECT 1 FROM tasks t "
+                  "WHERE t.request_id = r.id AND t.state NOT IN ('done', 'not_found', 'retained_exempt')) "
+                  "ORDER BY r.id",
+                  kRequestColumns),
+      ArrayLiteral(request_ids));
+  if (rows.empty()) return;
+  const LocalDate today = Today(now);
+  const std::string at = FormatRfc3339(now);
+  std::vector<std::string> ids, statuses, closed_on, sla_states, audit_details;
+  std::vector<std::optional<std::string>> next_changes;
+  std::vector<std::pair<RequestRecord, RequestStatus>> callbacks;
+  for (const auto& row : rows) {
+    RequestRecord r = RowToRecord(row);
+    const long long total = row[kColumnCount].as<long long>();
+    if (total == 0) continue;
+    const auto decision = CheckEvent(r.Facts(), RequestEvent::kComplete, today);
+    if (std::holds_alternative<std::string>(decision)) {
+      // Not expected for an in_progress request; ApplyLocked says why in the error it throws.
+      CompleteIfFinished(txn, r.id, now);
+      continue;
+    }
+    if (r.type == RequestType::kAccess) SealPackage(txn, r.id, now);
+    // As ApplyLocked writes a completion; the task cancellation it also does has nothing to cancel here (every task
+    // of these requests is finished, under the request locks the caller holds).
+    const RequestStatus from = r.status;
+    r.status = std::get<RequestStatus>(decision);
+    r.closed_at = now;
+    r.closed_on = today;
+    const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
+    r.stored_sla_state = sla.state;
+    const json detail = {{"tasks", total},
+                         {"from", ToString(from)},
+                         {"to", ToString(r.status)},
+                         {"sla_state", ToString(sla.state)}};
+    ids.push_back(r.id);
+    statuses.push_back(std::string(ToString(r.status)));
+    closed_on.push_back(FormatDate(today));
+    sla_states.push_back(std::string(ToString(sla.state)));
+    next_changes.push_back(DateText(sla.next_change));
+    audit_details.push_back(AuditText(detail));
+    if (r.callback_url) callbacks.emplace_back(std::move(r), from);
+  }
+  if (ids.empty()) return;
+  txn.exec_params(
+      "UPDATE requests r SET status = x.status, closed_at = $2::timestamptz, closed_on = x.closed_on, "
+      "sla_state = x.sla_state, sla_next_change = x.next_change, updated_at = now() "
+      "FROM unnest($1::uuid[], $3::text[], $4::date[], $5::text[], $6::date[]) AS x(id, status, closed_on, sla_state, "
+      "next_change) WHERE r.id = x.id",
+      ArrayLiteral(ids), at, ArrayLiteral(statuses), ArrayLiteral(closed_on), ArrayLiteral(sla_states),
+      ArrayLiteral(next_changes));
+  txn.exec_params(
+      "INSERT INTO audit_events (request_id, actor, action, detail) SELECT e.request_id, 'system:engine', $2, "
+      "e.detail FROM unnest($1::uuid[], $3::jsonb[]) WITH ORDINALITY AS e(request_id, detail, n) ORDER BY e.n",
+      ArrayLiteral(ids), std::string(ToString(RequestEvent::kComplete)), ArrayLiteral(audit_details));
+  for (const auto& [r, from] : callbacks) EnqueueCallback(txn, r, from, now);
 }
 
 std::optional<Timestamp> Store::NextDue(const std::vector<std::string>& systems) {

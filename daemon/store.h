@@ -193,8 +193,9 @@ class Store {
   bool callbacks_enabled() const { return callbacks_enabled_; }
 
   // ---- The engine (store_tasks.cpp). ----
-  // Claims up to `limit` due tasks of the given systems, earliest respond_by first, under a lease for `owner`.
-  std::vector<ClaimedTask> ClaimTasks(const std::vector<std::string>& systems, int limit, const std::string& owner,
+  // Claims due tasks under a lease for `owner`, up to a limit per system (system, limit), earliest respond_by first
+  // within each system: one statement for all systems.
+  std::vector<ClaimedTask> ClaimTasks(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
                                       std::chrono::milliseconds lease);
   void RenewLeases(const std::vector<std::string>& task_ids, const std::string& owner, std::chrono::milliseconds lease);
   // Gives tasks back (shutdown): they are due again at once for any process.
@@ -203,6 +204,15 @@ class Store {
   // over and its answer counts). Completes the request when its last task finishes.
   bool RecordOutcome(const ClaimedTask& task, const connectors::Outcome& outcome, const std::string& owner,
                      const RetryPolicy& policy, Timestamp now);
+  // The same for many outcomes in one transaction, written set-based: each outcome with its audit event, and every
+  // request whose last task finished completed. All or nothing; per item, whether it was written (false: the lease
+  // was lost, or the same task came twice and only its first outcome counts).
+  struct OutcomeRef {
+    const ClaimedTask* task;
+    const connectors::Outcome* outcome;
+  };
+  std::vector<bool> RecordOutcomes(const std::vector<OutcomeRef>& items, const std::string& owner,
+                                   const RetryPolicy& policy, Timestamp now);
   // The earliest moment a task of these systems becomes due (pending or lease expiry); none if no such task.
   std::optional<Timestamp> NextDue(const std::vector<std::string>& systems);
   // Admin: a dead-lettered (failed) task is re-queued with a fresh attempt count.
@@ -231,6 +241,8 @@ class Store {
   void SealPackage(pqxx::work& txn, const std::string& request_id, Timestamp now);
   // Completes an in_progress request whose tasks are all finished; builds the access package.
   void CompleteIfFinished(pqxx::work& txn, const std::string& request_id, Timestamp now);
+  // The same for many requests, each already locked by the caller, with one read and one write for all of them.
+  void CompleteAllFinished(pqxx::work& txn, const std::vector<std::string>& request_ids, Timestamp now);
 
   DbPool& pool_;
   const BusinessCalendar& calendar_;

@@ -1,4 +1,4 @@
-// The noop connector: answers every action at once without calling anything. For benchmarks and tests of the
+// The noop connector: answers every action without calling anything, at once or after settings.delay_ms. For benchmarks and tests of the
 // engine; never put it in a production data map (scripts/run's demo uses real peers instead).
 #pragma once
 #include "connectors/connector.h"

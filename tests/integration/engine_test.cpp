@@ -254,6 +254,48 @@ TEST_CASE("engine: SIGTERM drains in-flight work and exits 0", "[engine][integra
   CHECK(env.db().Scalar("SELECT count(*) FROM tasks WHERE state = 'running' AND lease_owner IS NOT NULL") == "0");
 }
 
+TEST_CASE("engine: a backlog is committed in batches, each outcome with its audit event, each request completed once",
+          "[engine][integration]") {
+  // Intake only first, so that the dispatcher meets a backlog: 300 requests x 2 systems.
+  DaemonEnv env(true, "[engine]\nenabled = false\n" + kNoopSystems);
+  {
+    Daemon intake(env, "intake");
+    REQUIRE(intake.WaitReady());
+    for (int i = 0; i < 300; ++i) {
+      Create(intake, env.token("submitter"),
+             fmt::format(R"({{"type":"opt_out","subject":{{"identities":[{{"kind":"device_id","value":"dev-{}"}}]}}}})", i));
+    }
+    CHECK(intake.Stop() == 0);
+  }
+  REQUIRE(env.db().Scalar("SELECT count(*) FROM tasks WHERE state = 'pending'") == "600");
+  env.WriteConfig(env.db().url(), kNoopSystems);
+  Daemon d(env);
+  REQUIRE(d.WaitReady());
+  Eventually([&] { return env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == "300"; }, 30);
+  REQUIRE(d.Stop() == 0);
+  CHECK(env.db().Scalar("SELECT count(*) FROM tasks WHERE state = 'done' AND finished_at IS NOT NULL AND "
+                        "lease_owner IS NULL") == "600");
+  CHECK(env.db().Scalar("SELECT count(*) FROM audit_events WHERE action = 'task_done'") == "600");
+  CHECK(env.db().Scalar("SELECT count(DISTINCT detail->>'task') FROM audit_events WHERE action = 'task_done'") == "600");
+  // Exactly one completion per request, after its tasks' events, with the task count.
+  CHECK(env.db().Scalar("SELECT count(*) FROM audit_events WHERE action = 'complete' AND (detail->>'tasks')::int = 2 "
+                        "AND detail->>'to' = 'completed'") == "300");
+  CHECK(env.db().Scalar("SELECT count(*) FROM (SELECT request_id FROM audit_events WHERE action = 'complete' GROUP BY 1 "
+                        "HAVING count(*) > 1) x") == "0");
+  CHECK(env.db().Scalar("SELECT count(*) FROM audit_events c WHERE c.action = 'complete' AND EXISTS (SELECT 1 FROM "
+                        "audit_events t WHERE t.request_id = c.request_id AND t.action = 'task_done' AND t.id > c.id)") ==
+        "0");
+  CHECK(env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed' AND (closed_at IS NULL OR closed_on "
+                        "IS NULL OR sla_state <> 'met')") == "0");
+  // Many outcomes shared a transaction: the dispatcher's summary line says how many per commit.
+  const std::string log = d.Log();
+  const auto at = log.find("outcomes per commit: mean ");
+  REQUIRE(at != std::string::npos);
+  const double mean = std::stod(log.substr(at + std::string("outcomes per commit: mean ").size()));
+  INFO(log.substr(at, 60));
+  CHECK(mean > 5);
+}
+
 TEST_CASE("engine: a bad data map stops start-up with one line naming the system", "[engine][integration]") {
   SECTION("unknown connector") {
     DaemonEnv env(true, "[[systems]]\nname = \"crm\"\nconnector = \"salesforce9\"\n");
