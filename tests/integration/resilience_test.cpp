@@ -439,7 +439,9 @@ TEST_CASE("crash: intake at twice its capacity gets a bounded queue and quick 50
   CHECK(Percentile(overloaded_ms, 0.99) < 500);
   REQUIRE_FALSE(ok_ms.empty());
   CHECK(Percentile(ok_ms, 0.99) < 10 * Percentile(base_ms, 0.99) + 500);
-  CHECK(rss_after - rss_before < 64 * 1024);
+  // ASan holds freed memory in its quarantine (256 MiB by default) before reusing it, so there the memory of every
+  // request served shows up as growth until the quarantine is full.
+  CHECK(rss_after - rss_before < (kSanitized ? 256 + 64 : 64) * 1024);
   // Recovered alone.
   REQUIRE(recovered_ms);
   CHECK(*recovered_ms < 2000);
