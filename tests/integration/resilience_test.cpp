@@ -587,8 +587,9 @@ connector = "noop"
              calls.size(), attempts.size(), max_attempts, first_gap_ms, last_gap_ms, finished_s);
   INFO(d.Log().substr(0, 4000));
   CHECK(others_done);
-  // A status read costs a handful of queries whatever the connectors are doing.
-  CHECK(p99_during <= 2 * p99_unloaded + 25);
+  // A status read costs a handful of queries whatever the connectors are doing. (The slack is for the noise of a
+  // shared machine, larger where everything runs several times slower.)
+  CHECK(p99_during <= 2 * p99_unloaded + (kSanitized ? 100 : 25));
   // Backed off: one try a second (the Retry-After) would be outage_s tries; the backoff makes it fewer, and the
   // gaps grow.
   CHECK(attempts.size() == static_cast<std::size_t>(kRequests));
