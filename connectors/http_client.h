@@ -4,6 +4,7 @@
 // transport error (status 0). Implementations are thread-safe.
 #pragma once
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,6 +36,11 @@ class HttpClient {
  public:
   virtual ~HttpClient() = default;
   virtual void Send(HttpRequest request, std::function<void(HttpResponse)> done) = 0;
+  // For the end of the process: from now on Send refuses (`done` gets status 0, error "shutting down"), requests in
+  // flight are cancelled (their `done` gets status 0, error "cancelled"), and the call waits up to `timeout` for
+  // every `done` owed to have returned, so that nothing a request holds is still alive when the process exits.
+  // Returns how many were still owed at the timeout (0 when all are done). Idempotent.
+  virtual std::size_t Shutdown(std::chrono::milliseconds /*timeout*/) { return 0; }
 };
 
 // Decides whether a URL may be called: nullopt to allow, else the transport error to report (status 0). The

@@ -13,12 +13,18 @@
 //
 // Redirects are not followed: a connector must see a 3xx rather than send its Authorization header somewhere else.
 //
+// Shutdown: every `done` the client owes is counted, and every request in flight keeps its cancellation source in
+// one registry, so that Shutdown can cancel them all and wait until each `done` has returned. Without it, what a
+// request still holds at exit (cpprest's request context, the connector's job behind `done`) is never freed.
+//
 // cpprest headers stay in this .cpp file: its macro U collides with fmt (see docs/stack-notes.md).
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -59,24 +65,66 @@ void Deliver(const std::function<void(HttpResponse)>& done, HttpResponse respons
   }
 }
 
-void DeliverLater(std::function<void(HttpResponse)> done, std::string error) {
+// What a client owes (see Shutdown at the top). Shared with the requests, which may end after the client is gone.
+struct Outstanding {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool shut = false;       // Shutdown has begun: Send refuses
+  std::size_t owed = 0;    // `done` callbacks not yet returned
+  std::uint64_t next_id = 0;
+  std::map<std::uint64_t, pplx::cancellation_token_source> in_flight;
+
+  // Counts one `done` owed (a refusal posted to an I/O thread).
+  void Owe() {
+    std::lock_guard lock(mu);
+    ++owed;
+  }
+  // Counts one `done` owed and registers a request's cancellation source, in one step so that a Shutdown cannot
+  // miss it; nullopt (counted, not registered) once Shutdown has begun.
+  std::optional<std::uint64_t> OweRequest(const pplx::cancellation_token_source& cancel) {
+    std::lock_guard lock(mu);
+    ++owed;
+    if (shut) return std::nullopt;
+    const std::uint64_t id = next_id++;
+    in_flight.emplace(id, cancel);
+    return id;
+  }
+  // After a `done` has returned.
+  void Paid(std::optional<std::uint64_t> id) {
+    {
+      std::lock_guard lock(mu);
+      if (id) in_flight.erase(*id);
+      --owed;
+    }
+    cv.notify_all();
+  }
+};
+
+void DeliverLater(const std::shared_ptr<Outstanding>& outstanding, std::function<void(HttpResponse)> done,
+                  std::string error) {
+  outstanding->Owe();
   HttpResponse response;
   response.error = std::move(error);
   // The interface promises an I/O thread: calling back inside Send could re-enter a caller holding a lock.
-  IoService().post([done = std::move(done), response = std::move(response)]() mutable {
+  IoService().post([outstanding, done = std::move(done), response = std::move(response)]() mutable {
     Deliver(done, std::move(response));
+    outstanding->Paid(std::nullopt);
   });
 }
 
-// One request in flight: its callback, its deadline and the token the deadline cancels.
+// One request in flight: its callback, its deadline and the token the deadline (or Shutdown) cancels.
 struct InFlight {
-  explicit InFlight(std::function<void(HttpResponse)> d) : done(std::move(d)), timer(IoService()) {}
+  InFlight(std::function<void(HttpResponse)> d, std::shared_ptr<Outstanding> o)
+      : done(std::move(d)), outstanding(std::move(o)), timer(IoService()) {}
   // The one way `done` is called, so that "exactly once" holds whichever path ends the request.
   void Finish(HttpResponse response) {
     if (finished.exchange(true)) return;
     Deliver(done, std::move(response));
+    outstanding->Paid(id);
   }
   std::function<void(HttpResponse)> done;
+  std::shared_ptr<Outstanding> outstanding;
+  std::optional<std::uint64_t> id;  // in outstanding->in_flight; set before the request starts
   std::atomic<bool> finished{false};
   pplx::cancellation_token_source cancel;
   std::atomic<bool> deadline_passed{false};
@@ -93,10 +141,24 @@ class CpprestHttpClient final : public HttpClient {
  public:
   explicit CpprestHttpClient(UrlGuard guard) : guard_(std::move(guard)) {}
 
+  std::size_t Shutdown(std::chrono::milliseconds timeout) override {
+    std::vector<pplx::cancellation_token_source> cancels;
+    {
+      std::lock_guard lock(outstanding_->mu);
+      outstanding_->shut = true;
+      for (const auto& [id, cancel] : outstanding_->in_flight) cancels.push_back(cancel);
+    }
+    // Outside the lock: cancel() runs cpprest's cancellation callbacks at once, and a request may end on the spot.
+    for (auto& cancel : cancels) cancel.cancel();
+    std::unique_lock lock(outstanding_->mu);
+    outstanding_->cv.wait_for(lock, timeout, [this] { return outstanding_->owed == 0; });
+    return outstanding_->owed;
+  }
+
   void Send(HttpRequest request, std::function<void(HttpResponse)> done) override {
     if (guard_) {
       if (auto refused = guard_(request.url)) {
-        DeliverLater(std::move(done), *refused);
+        DeliverLater(outstanding_, std::move(done), *refused);
         return;
       }
     }
@@ -105,15 +167,24 @@ class CpprestHttpClient final : public HttpClient {
       uri.emplace(request.url);
     } catch (const std::exception&) {
       // The message of uri_exception quotes the URL; URLs may carry ids we do not want in error text.
-      DeliverLater(std::move(done), "invalid url");
+      DeliverLater(outstanding_, std::move(done), "invalid url");
       return;
     }
     if (!(uri->scheme() == "http" || uri->scheme() == "https") || uri->host().empty()) {
-      DeliverLater(std::move(done), "invalid url: only absolute http and https urls are supported");
+      DeliverLater(outstanding_, std::move(done), "invalid url: only absolute http and https urls are supported");
       return;
     }
 
-    auto in_flight = std::make_shared<InFlight>(std::move(done));
+    auto in_flight = std::make_shared<InFlight>(std::move(done), outstanding_);
+    in_flight->id = outstanding_->OweRequest(in_flight->cancel);
+    if (!in_flight->id) {
+      HttpResponse response;
+      response.error = "shutting down";
+      IoService().post([in_flight, response = std::move(response)]() mutable {
+        in_flight->Finish(std::move(response));
+      });
+      return;
+    }
     try {
       http::http_request message(request.method);
       message.set_request_uri(uri->resource());
@@ -167,7 +238,12 @@ class CpprestHttpClient final : public HttpClient {
               response.error = DescribeFailure(e);
             }
             // Whatever cpprest reports for a connection we closed (cancelled, aborted, ...), it was our deadline.
-            if (response.status == 0 && in_flight->deadline_passed) response.error = "timeout";
+            // Likewise for one Shutdown cancelled.
+            if (response.status == 0 && in_flight->deadline_passed) {
+              response.error = "timeout";
+            } else if (response.status == 0 && in_flight->cancel.get_token().is_canceled()) {
+              response.error = "cancelled";
+            }
             in_flight->timer.cancel();
             in_flight->Finish(std::move(response));
           });
@@ -202,6 +278,7 @@ class CpprestHttpClient final : public HttpClient {
   }
 
   const UrlGuard guard_;
+  const std::shared_ptr<Outstanding> outstanding_ = std::make_shared<Outstanding>();
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<http::client::http_client>> clients_;
 };

@@ -231,6 +231,12 @@ int Serve(const Config& config) {
   // all that time and only then start its drain_timeout_ms. Requests still being served need the store and the
   // pool, not the engine; tasks they create are picked up by the next engine process.
   dispatcher.Stop();
+  // Calls still under way when the drain ended (their tasks were given back) are cancelled and awaited, so that
+  // nothing they hold (the connector's job, cpprest's request) is still alive when the process exits.
+  constexpr auto kHttpShutdown = std::chrono::seconds(2);
+  if (const std::size_t owed = rt.http->Shutdown(kHttpShutdown); owed > 0) {
+    LogWarning("outbound http: {} calls had not ended {} s after they were cancelled", owed, kHttpShutdown.count());
+  }
   http_thread.join();
   sweeper.Stop();
   LogInfo("stopped");

@@ -25,13 +25,6 @@ namespace rightsd::test {
 
 namespace {
 
-// GCC defines these under -fsanitize=address (RIGHTSD_SANITIZE) and -fsanitize=thread (RIGHTSD_TSAN).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
 // The daemons and CLI runs the tests start are instrumented too, but their stderr goes to a file, so a sanitizer
 // report there would pass unnoticed: look for one (ASan, LSan and TSan say "...Sanitizer:", UBSan "runtime error:")
 // and fail the test with the report on stderr.

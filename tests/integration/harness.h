@@ -19,6 +19,15 @@
 
 namespace rightsd::test {
 
+// A sanitizer build (RIGHTSD_SANITIZE, a Debug build, or RIGHTSD_TSAN): the test programs and the daemon they start
+// run several times slower and use more memory, so a bound on speed or memory is scaled there (never one on
+// behaviour). GCC defines these under -fsanitize=address and -fsanitize=thread.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 // A database created for one test and dropped (with force) afterwards.
 class TestDatabase {
  public:

@@ -278,6 +278,44 @@ TEST_CASE("connector: http client gives up at the request timeout", "[connector]
   gate.Open();
 }
 
+TEST_CASE("connector: http client shutdown cancels the calls in flight, waits for them and refuses new ones",
+          "[connector]") {
+  Gate gate;  // before the server: it must outlive the handlers that wait on it
+  RecordingServer peer;
+  peer.server().Get("/slow", [&](const httplib::Request&, httplib::Response& res) {
+    gate.Wait();
+    res.set_content("late", "text/plain");
+  });
+  peer.Start();
+  auto client = MakeCpprestHttpClient();
+
+  constexpr int kCalls = 4;
+  std::atomic<int> calls{0};
+  std::atomic<int> cancelled{0};
+  for (int i = 0; i < kCalls; ++i) {
+    HttpRequest request = GetRequest(peer.base_url() + "/slow");
+    request.timeout = 60s;
+    client->Send(request, [&](HttpResponse r) {
+      std::this_thread::sleep_for(100ms);  // Shutdown waits for `done` to return, not just to start
+      if (r.status == 0 && r.error == "cancelled") ++cancelled;
+      ++calls;
+    });
+  }
+  std::this_thread::sleep_for(300ms);  // the requests are at the peer
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(client->Shutdown(10s) == 0);
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  CHECK(calls == kCalls);
+  CHECK(cancelled == kCalls);
+  CHECK(elapsed < 3s);  // not the peer's 5 s gate, nor the requests' 60 s
+
+  HttpResponse refused = SendAndWait(*client, GetRequest(peer.base_url() + "/slow"));
+  CHECK(refused.status == 0);
+  CHECK(refused.error == "shutting down");
+  CHECK(client->Shutdown(1s) == 0);
+  gate.Open();
+}
+
 TEST_CASE("connector: http client serves 200 concurrent requests on a fixed pool of threads", "[connector]") {
   RecordingServer peer;
   // One request per connection: an idle keep-alive connection would otherwise hold one of the peer's 16 threads.

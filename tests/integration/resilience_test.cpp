@@ -439,7 +439,9 @@ TEST_CASE("crash: intake at twice its capacity gets a bounded queue and quick 50
   CHECK(Percentile(overloaded_ms, 0.99) < 500);
   REQUIRE_FALSE(ok_ms.empty());
   CHECK(Percentile(ok_ms, 0.99) < 10 * Percentile(base_ms, 0.99) + 500);
-  CHECK(rss_after - rss_before < 64 * 1024);
+  // ASan holds freed memory in its quarantine (256 MiB by default) before reusing it, so there the memory of every
+  // request served shows up as growth until the quarantine is full.
+  CHECK(rss_after - rss_before < (kSanitized ? 256 + 64 : 64) * 1024);
   // Recovered alone.
   REQUIRE(recovered_ms);
   CHECK(*recovered_ms < 2000);
@@ -585,8 +587,9 @@ connector = "noop"
              calls.size(), attempts.size(), max_attempts, first_gap_ms, last_gap_ms, finished_s);
   INFO(d.Log().substr(0, 4000));
   CHECK(others_done);
-  // A status read costs a handful of queries whatever the connectors are doing.
-  CHECK(p99_during <= 2 * p99_unloaded + 25);
+  // A status read costs a handful of queries whatever the connectors are doing. (The slack is for the noise of a
+  // shared machine, larger where everything runs several times slower.)
+  CHECK(p99_during <= 2 * p99_unloaded + (kSanitized ? 100 : 25));
   // Backed off: one try a second (the Retry-After) would be outage_s tries; the backoff makes it fewer, and the
   // gaps grow.
   CHECK(attempts.size() == static_cast<std::size_t>(kRequests));
