@@ -373,7 +373,7 @@ TEST_CASE("crash: SIGKILL during fan-out loses no acknowledged request and repea
             << std::flush;
 }
 
-TEST_CASE("crash: SIGTERM under load drains and exits 0", "[crash][integration]") {
+TEST_CASE("crash: SIGTERM under load drains and exits 0", "[crash][integration][latency]") {
   constexpr int kDrainMs = 3000;
   constexpr int kRequests = 40;
   OpenDsrPeerOptions options;

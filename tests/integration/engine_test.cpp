@@ -258,6 +258,7 @@ TEST_CASE("engine: a backlog is committed in batches, each outcome with its audi
           "[engine][integration]") {
   // Intake only first, so that the dispatcher meets a backlog: 300 requests x 2 systems.
   DaemonEnv env(true, "[engine]\nenabled = false\n" + kNoopSystems);
+  env.LiftTokenRateLimit();  // 300 requests at once
   {
     Daemon intake(env, "intake");
     REQUIRE(intake.WaitReady());

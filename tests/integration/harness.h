@@ -61,6 +61,9 @@ class DaemonEnv {
   // Tokens by role name: "submitter", "viewer", "admin", "auditor".
   const std::string& token(const std::string& role) const { return tokens_.at(role); }
   void WriteConfig(const std::string& database_url, const std::string& extra_toml = "");
+  // For tests that load the daemon far beyond one token's default rate (auth.rate_per_second): what they measure is
+  // the daemon, not the per-token limit, so the limit is lifted in the config written last.
+  void LiftTokenRateLimit() const;
   CliResult Cli(const std::vector<std::string>& args) const;
 
  private:

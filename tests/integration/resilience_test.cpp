@@ -160,24 +160,11 @@ void SetHttp(const DaemonEnv& env, const std::string& lines) {
   std::ofstream(env.config(), std::ios::trunc) << text;
 }
 
-// These tests load the daemon far beyond one token's default rate (auth.rate_per_second): what they measure is the
-// daemon's capacity, not the per-token limit, so that limit is lifted.
-void LiftTokenRateLimit(const DaemonEnv& env) {
-  std::ifstream in(env.config());
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  in.close();
-  const std::string from = "tokens_file = \"tokens\"\n";
-  const auto at = text.find(from);
-  REQUIRE(at != std::string::npos);
-  text.replace(at, from.size(), from + "rate_per_second = 1000000\nburst = 1000000\n");
-  std::ofstream(env.config(), std::ios::trunc) << text;
-}
-
 }  // namespace
 
 TEST_CASE("crash: the database restarts under intake load: 503 + Retry-After while it is down, reconnect within "
           "5 s, nothing acknowledged is lost",
-          "[crash][resilience][integration]") {
+          "[crash][resilience][integration][latency]") {
   DaemonEnv env(false);
   PrivateCluster pg(env.dir() / "pg", env.dir() / "cluster.log", 54341);
   REQUIRE(pg.started());
@@ -187,7 +174,7 @@ TEST_CASE("crash: the database restarts under intake load: 503 + Retry-After whi
   }
   // acquire_timeout_ms is the longest any call may wait for the pool: the bound on a 503 while the database is down.
   env.WriteConfig(pg.url(), "[[systems]]\nname = \"crm\"\nconnector = \"noop\"\n");
-  LiftTokenRateLimit(env);
+  env.LiftTokenRateLimit();
   Daemon d(env);
   REQUIRE(d.WaitReady());
 
@@ -307,13 +294,13 @@ TEST_CASE("crash: the database restarts under intake load: 503 + Retry-After whi
 
 TEST_CASE("crash: intake at twice its capacity gets a bounded queue and quick 503 + Retry-After, and recovers when "
           "the load stops",
-          "[crash][resilience][integration]") {
+          "[crash][resilience][integration][latency]") {
   DaemonEnv env(true);
   // A small server, so that twice its capacity is a load this test can generate on a shared 2-core machine.
   constexpr int kThreads = 4;
   constexpr int kMaxQueued = 4;
   SetHttp(env, fmt::format("threads = {}\nmax_queued = {}\n", kThreads, kMaxQueued));
-  LiftTokenRateLimit(env);
+  env.LiftTokenRateLimit();
   Daemon d(env);
   REQUIRE(d.WaitReady());
   const std::string token = env.token("submitter");
@@ -462,7 +449,7 @@ TEST_CASE("crash: intake at twice its capacity gets a bounded queue and quick 50
 
 TEST_CASE("crash: a downstream system answers 503 and then times out for a while: retries back off, the status "
           "endpoint stays fast, the tasks finish when it is back",
-          "[crash][resilience][integration][webhook]") {
+          "[crash][resilience][integration][webhook][latency]") {
   const auto outage = std::chrono::seconds(Soak() ? 60 : 10);
   OpenDsrPeerOptions options;
   options.complete_after_polls = 1;
@@ -492,7 +479,7 @@ name = "crm"
 connector = "noop"
 )toml",
                                               peer.base_url()));
-  LiftTokenRateLimit(env);
+  env.LiftTokenRateLimit();
   Daemon d(env);
   REQUIRE(d.WaitReady());
   const std::string viewer = env.token("viewer");
