@@ -48,6 +48,14 @@ using namespace std::chrono_literals;
 // timer never fires before ours.
 constexpr std::chrono::milliseconds kMaxRequestTimeout = std::chrono::hours(1);
 
+// Threads of cpprest's shared pool, which runs every socket completion, timer and pplx continuation of the client.
+// None of them blocks (connects, reads, writes and our deadlines are all asynchronous), so the number in flight does
+// not need threads: the pool only needs enough to keep both cores busy with completion handlers, and a little slack
+// so that a callback that briefly waits on a connector's or the dispatcher's lock does not hold up all other I/O.
+// 4 = 2 cores x 2. Asio adds one thread of its own for name resolution (getaddrinfo, one at a time, off the pool),
+// so the client costs 5 threads whatever the load.
+constexpr std::size_t kIoThreads = 4;
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -411,6 +419,19 @@ std::string HttpResponse::Header(std::string_view name) const {
 }
 
 std::unique_ptr<HttpClient> MakeCpprestHttpClient(UrlGuard guard) {
+  // cpprest's shared pool would start 40 threads on first use, which alone breaks the daemon's budget of 16 for the
+  // dispatcher and connectors. The pool can only be sized before that first use, and this file is the only user of
+  // cpprest in rightsd, so the first client made sizes it. (Sizing it to 4 once looked like it made 50 of 200
+  // concurrent test calls hang for a minute: that was the test peer's listen backlog of 5 losing handshakes, with
+  // every pool thread idle in epoll_wait -- see tests/peers/recording_server.cpp.)
+  static std::once_flag sized;
+  std::call_once(sized, [] {
+    try {
+      crossplat::threadpool::initialize_with_threads(kIoThreads);
+    } catch (const std::exception&) {
+      // Only if a future caller touches cpprest before the first client: the pool keeps cpprest's default size.
+    }
+  });
   return std::make_unique<CpprestHttpClient>(std::move(guard));
 }
 

@@ -1,5 +1,8 @@
 #include "peers/recording_server.h"
 
+#include <sys/socket.h>
+
+#include <memory>
 #include <stdexcept>
 #include <utility>
 
@@ -45,8 +48,22 @@ RecordingServer::RecordingServer() {
       calls_[open.index].body = req.body;
     }
   });
+  // httplib calls this on the socket it is about to bind; keeping its fd lets the constructor widen the backlog.
+  auto listen_fd = std::make_shared<socket_t>(INVALID_SOCKET);
+  server_.set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    *listen_fd = sock;
+  });
   port_ = server_.bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("test peer: cannot bind 127.0.0.1:0");
+  // httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed when Debian built libcpp-httplib).
+  // A burst of connects beyond it overflows the queue: the kernel answers with SYN cookies and drops handshake ACKs
+  // it has no room for (ListenOverflows), so the client's side is established while this server never accepts the
+  // connection, and the client's request is retransmitted into nothing for a minute or more. That made ~50 of 200
+  // concurrent calls time out at 60 s with every client thread idle. Real servers listen with hundreds (nginx 511,
+  // the kernel's somaxconn 4096); a peer that loses connections tests the kernel, not the client.
+  // listen() again on a listening socket only changes its backlog.
+  if (::listen(*listen_fd, SOMAXCONN) != 0) throw std::runtime_error("test peer: cannot widen the listen backlog");
 }
 
 RecordingServer::~RecordingServer() { Stop(); }

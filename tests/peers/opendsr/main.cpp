@@ -1,10 +1,11 @@
 // opendsr_peer: the OpenDSR processor simulator as a program of its own, for the demo (scripts/run).
 //   opendsr_peer [--port N] [--complete-after-polls K] [--complete-after-seconds S] [--public-key-out FILE]
-//                [--certificate-out FILE] [--demo-records-for EMAIL]
+//                [--certificate-out FILE] [--demo-records-for EMAIL] [--delay-ms MS]
 // Serves on 127.0.0.1 until SIGTERM or SIGINT. The OpenDSR root to configure as the webhook's base_url is the
 // printed URL followed by /v2.
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -19,7 +20,8 @@ namespace {
 
 int Usage() {
   std::cerr << "usage: opendsr_peer [--port N] [--complete-after-polls K] [--complete-after-seconds S]\n"
-               "                    [--public-key-out FILE] [--certificate-out FILE] [--demo-records-for EMAIL]\n";
+               "                    [--public-key-out FILE] [--certificate-out FILE] [--demo-records-for EMAIL]\n"
+               "                    [--delay-ms MS]\n";
   return 2;
 }
 
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   std::string public_key_out;
   std::string certificate_out;
   std::string demo_email;
+  int delay_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) return Usage();
@@ -63,6 +66,11 @@ int main(int argc, char** argv) {
       certificate_out = value;
     } else if (arg == "--demo-records-for") {
       demo_email = value;
+    } else if (arg == "--delay-ms") {
+      // A slow processor (every API call answered this much later), for measuring the daemon with calls in flight.
+      auto delay = ParseInt(value, 0, 600000);
+      if (!delay) return Usage();
+      delay_ms = *delay;
     } else {
       return Usage();
     }
@@ -77,6 +85,7 @@ int main(int argc, char** argv) {
 
   try {
     rightsd::test::OpenDsrPeer peer(options);
+    peer.SetDelay(std::chrono::milliseconds(delay_ms));
     if (!public_key_out.empty()) peer.WritePublicKeyPem(public_key_out);
     if (!certificate_out.empty()) peer.WriteCertificatePem(certificate_out);
     if (!demo_email.empty()) {
