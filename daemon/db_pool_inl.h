@@ -27,6 +27,13 @@ auto RunOnLease(DbPool& pool, Fn&& fn, bool retry_lost) -> decltype(fn(std::decl
         txn.commit();
         return result;
       }
+    } catch (const pqxx::transaction_rollback&) {
+      // Deadlock or serialization failure: the server rolled the whole transaction back, so running it again is
+      // safe. (libpqxx 6.4 derives these from pqxx::failure, not sql_error: the SQLSTATE check below never saw them,
+      // and a deadlock between two tally updates reached a caller as a 500.)
+      if (attempt < 3) continue;
+      throw ApiError(ErrorCode::kUnavailable, "the database aborted this change three times (deadlock or serialization "
+                                              "failure); retry");
     } catch (const pqxx::in_doubt_error&) {
       lease.Discard();
       throw ApiError(ErrorCode::kUnavailable, "the database connection was lost during commit");

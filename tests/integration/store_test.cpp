@@ -1,5 +1,8 @@
 // The store against a real PostgreSQL, driven directly with an injected clock: intake is all-or-nothing, and the
 // sweeper moves SLA states as days pass.
+#include <atomic>
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "audit.h"
@@ -125,4 +128,34 @@ TEST_CASE("audit: sealing chains events in order and verifies", "[audit][integra
   CHECK(result.ok);
   CHECK(result.sealed == 5);
   CHECK(result.unsealed == 0);
+}
+
+TEST_CASE("engine: a transaction the database aborts for a deadlock runs again instead of failing the caller",
+          "[engine][integration]") {
+  Fixture f;
+  {
+    auto conn = f.db.Connect();
+    pqxx::nontransaction(*conn).exec(
+        "CREATE TABLE deadlock_probe (id int PRIMARY KEY, n int NOT NULL); INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)");
+  }
+  // Two transactions lock the same two rows in opposite orders, each waiting at a barrier after its first lock:
+  // PostgreSQL aborts one of them (40P01) and WithTransaction must run that one again.
+  std::atomic<int> at_barrier{0};
+  std::atomic<int> runs{0};
+  auto worker = [&](int first, int second) {
+    WithTransaction(*f.pool, [&](pqxx::work& txn) {
+      const bool first_run = runs.fetch_add(1) < 2;
+      txn.exec_params("UPDATE deadlock_probe SET n = n + 1 WHERE id = $1", first);
+      if (first_run) {
+        ++at_barrier;
+        for (int i = 0; i < 500 && at_barrier < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      txn.exec_params("UPDATE deadlock_probe SET n = n + 1 WHERE id = $1", second);
+    });
+  };
+  std::thread a(worker, 1, 2), b(worker, 2, 1);
+  a.join();
+  b.join();
+  CHECK(runs == 3);  // one of the two was aborted and ran again
+  CHECK(f.db.Scalar("SELECT sum(n) FROM deadlock_probe") == "4");
 }
