@@ -116,7 +116,7 @@ struct Fixture {
 
   // Runs the engine once: claims every due task and answers each with `kind`.
   int Outcomes(connectors::OutcomeKind kind, const std::string& at, int limit = 1000) {
-    const auto claimed = store->ClaimTasks({"crm", "ehr"}, limit, "worker-1", std::chrono::milliseconds(60000));
+    const auto claimed = store->ClaimTasks({{"crm", limit}, {"ehr", limit}}, "worker-1", std::chrono::milliseconds(60000));
     for (const auto& t : claimed) {
       connectors::Outcome o;
       o.kind = kind;
