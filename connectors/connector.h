@@ -95,6 +95,10 @@ class Connector {
   virtual ~Connector() = default;
   virtual bool Supports(TaskAction action) const = 0;
   virtual void Run(const TaskInput& input, OutcomeCallback done) = 0;
+  // True when Run always calls `done` before it returns, touches nothing outside the process and may be called
+  // again for the same task: the engine then runs such tasks inside the transaction that claims them and commits
+  // their outcomes there, so a task costs one row write instead of a lease write and an outcome write.
+  virtual bool AnswersInline() const { return false; }
   // A status callback from the peer about one of this system's tasks (e.g. OpenDSR's signed callbacks on
   // POST /v1/callbacks/opendsr). True when `body` is authentic: the engine then polls the task at once.
   // `header` returns a request header by name ("" when absent). Connectors without callbacks keep the default.

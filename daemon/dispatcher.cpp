@@ -304,6 +304,63 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
     }
   }
   if (limits.empty()) return result;
+  const auto input_of = [](const ClaimedTask& task) {
+    connectors::TaskInput input;
+    input.request_id = task.request_id;
+    input.task_id = task.id;
+    input.system = task.system;
+    input.request_type = task.request_type;
+    input.action = connectors::ParseTaskAction(task.action).value_or(connectors::TaskAction::kAccess);
+    input.identities = task.identities;
+    input.corrections = task.corrections;
+    input.attempt = task.attempts;
+    input.continuation = task.continuation;
+    input.retain_basis = task.retain_basis;
+    return input;
+  };
+  // Systems whose connector answers inline are run inside the claiming transaction (Store::RunInline): no lease
+  // to write, no committer hand-off, one row write per task.
+  std::vector<std::pair<std::string, int>> inline_limits;
+  for (auto it = limits.begin(); it != limits.end();) {
+    if (plans.at(it->first)->connector->AnswersInline()) {
+      inline_limits.push_back(*it);
+      it = limits.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!inline_limits.empty()) {
+    const RetryPolicy policy{std::chrono::milliseconds(options_.engine.backoff_base_ms),
+                             std::chrono::milliseconds(options_.engine.backoff_max_ms)};
+    const auto started = std::chrono::steady_clock::now();
+    const auto round = store_.RunInline(inline_limits, shared_->owner, policy, now_(), [&](const ClaimedTask& task) {
+      connectors::Outcome answer = connectors::Outcome::Retry("connector did not answer inline");
+      try {
+        plans.at(task.system)->connector->Run(input_of(task), [&](connectors::Outcome o) { answer = std::move(o); });
+      } catch (const std::exception& e) {
+        LogError("system {}: connector threw: {}", task.system, e.what());
+        answer = connectors::Outcome::Retry(fmt::format("connector error: {}", e.what()));
+      }
+      return answer;
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    for (const auto& [system, kind] : round.outcomes) {
+      ProcessMetrics().ObserveTask(system, plans.at(system)->connector_type, connectors::ToString(kind), seconds);
+    }
+    for (const auto& [system, limit] : inline_limits) {
+      const auto it = round.claimed.find(system);
+      const int n = it == round.claimed.end() ? 0 : it->second;
+      if (n == limit) result.more = true;
+      buckets.at(system).Take(n);
+    }
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->commits += round.outcomes.empty() ? 0 : 1;
+      shared_->committed += static_cast<long long>(round.outcomes.size());
+      shared_->largest_commit = std::max(shared_->largest_commit, static_cast<long long>(round.outcomes.size()));
+    }
+  }
+  if (limits.empty()) return result;
   const auto claimed = store_.ClaimTasks(limits, shared_->owner, std::chrono::milliseconds(options_.engine.lease_ms));
   std::map<std::string, int> by_system;
   for (const auto& task : claimed) ++by_system[task.system];
@@ -323,17 +380,7 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
   }
   for (const auto& task : claimed) {
     const SystemPlan& sys = *plans.at(task.system);
-    connectors::TaskInput input;
-    input.request_id = task.request_id;
-    input.task_id = task.id;
-    input.system = task.system;
-    input.request_type = task.request_type;
-    input.action = connectors::ParseTaskAction(task.action).value_or(connectors::TaskAction::kAccess);
-    input.identities = task.identities;
-    input.corrections = task.corrections;
-    input.attempt = task.attempts;
-    input.continuation = task.continuation;
-    input.retain_basis = task.retain_basis;
+    const connectors::TaskInput input = input_of(task);
     std::weak_ptr<Shared> weak = shared_;
     auto done = [weak, task, connector = sys.connector_type, started = std::chrono::steady_clock::now()](
                     connectors::Outcome outcome) {

@@ -929,6 +929,83 @@ std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
 
 std::string AuditText(const json& detail) { return detail.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// Writes planned outcomes to their task rows and their audit events, in the caller's transaction, which holds the
+// rows of the tasks' requests. `claimed_here`: the caller locked the task rows itself in this transaction (inline
+// connectors), so the rows are taken as they are -- pending or running, their attempt counted now -- where
+// otherwise only the rows whose lease `owner` still holds are written. Per item, whether it was written;
+// `finished_requests` gets the requests of tasks that finished.
+std::vector<bool> WriteOutcomeRows(pqxx::work& txn, const std::vector<Store::OutcomeRef>& items,
+                                   const std::vector<PlannedOutcome>& plans, const std::string& owner,
+                                   bool claimed_here, std::set<std::string>& finished_requests) {
+  std::vector<bool> written(items.size(), false);
+  std::map<std::string, std::size_t> first;  // task id -> its first item: a second outcome of a task is not ours
+  std::vector<std::string> ids, states, delays, closes;
+  std::vector<std::optional<std::string>> errors, receipts, records, continuations;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!first.emplace(items[i].task->id, i).second) continue;
+    const PlannedOutcome& p = plans[i];
+    ids.push_back(items[i].task->id);
+    states.push_back(p.state);
+    errors.push_back(p.error);
+    receipts.push_back(p.receipt);
+    records.push_back(p.records);
+    continuations.push_back(p.continuation);
+    delays.push_back(std::to_string(p.delay_ms));
+    closes.push_back(p.finished || p.state == "failed" ? "t" : "f");
+  }
+  // The lease check is in the WHERE: only the rows this process still holds are written and returned.
+  static const std::string kLeased =
+      "UPDATE tasks t SET state = o.state, last_error = o.error, receipt = coalesce(o.receipt, t.receipt), "
+      "records_sealed = coalesce(decode(o.records, 'hex'), t.records_sealed), continuation = o.continuation, "
+      "lease_owner = NULL, "
+      "lease_expires_at = CASE WHEN o.state = 'running' THEN now() + o.delay_ms * interval '1 millisecond' END, "
+      "next_attempt_at = CASE WHEN o.state = 'pending' THEN now() + o.delay_ms * interval '1 millisecond' "
+      "ELSE t.next_attempt_at END, finished_at = CASE WHEN o.closes THEN now() END, updated_at = now() "
+      "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::bigint[], "
+      "$8::boolean[]) AS o(id, state, error, receipt, records, continuation, delay_ms, closes) "
+      "WHERE t.id = o.id AND t.lease_owner = $9 AND t.state = 'running' RETURNING t.id::text";
+  // The rows are locked by this transaction (FOR UPDATE when claimed): no lease to check, and the attempt counted
+  // here as a claim would have counted it. $9 is unused but kept so both take the same parameters.
+  static const std::string kClaimedHere =
+      "UPDATE tasks t SET state = o.state, last_error = o.error, receipt = coalesce(o.receipt, t.receipt), "
+      "records_sealed = coalesce(decode(o.records, 'hex'), t.records_sealed), continuation = o.continuation, "
+      "attempts = t.attempts + CASE WHEN t.continuation IS NULL THEN 1 ELSE 0 END, lease_owner = NULL, "
+      "lease_expires_at = CASE WHEN o.state = 'running' THEN now() + o.delay_ms * interval '1 millisecond' END, "
+      "next_attempt_at = CASE WHEN o.state = 'pending' THEN now() + o.delay_ms * interval '1 millisecond' "
+      "ELSE t.next_attempt_at END, finished_at = CASE WHEN o.closes THEN now() END, updated_at = now() "
+      "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::bigint[], "
+      "$8::boolean[]) AS o(id, state, error, receipt, records, continuation, delay_ms, closes) "
+      "WHERE t.id = o.id AND t.state IN ('pending', 'running') AND $9::text IS NOT NULL RETURNING t.id::text";
+  const auto mine = ExecPrepared(txn, claimed_here ? "outcomes_claimed_here" : "outcomes_leased",
+                                 claimed_here ? kClaimedHere : kLeased, ArrayLiteral(ids), ArrayLiteral(states),
+                                 ArrayLiteral(errors), ArrayLiteral(receipts), ArrayLiteral(records),
+                                 ArrayLiteral(continuations), ArrayLiteral(delays), ArrayLiteral(closes), owner);
+  std::vector<std::string> audit_requests, audit_actions, audit_details;
+  for (const auto& row : mine) {
+    const std::size_t i = first.at(row[0].as<std::string>());
+    written[i] = true;
+    const ClaimedTask& task = *items[i].task;
+    const PlannedOutcome& p = plans[i];
+    if (p.state != "pending" && p.state != "running") {
+      json detail = {{"task", task.id}, {"system", task.system}, {"action", task.action},
+                     {"attempts", task.attempts}, {"worker", owner}};
+      if (p.error) detail["error"] = *p.error;
+      audit_requests.push_back(task.request_id);
+      audit_actions.push_back("task_" + p.state);
+      audit_details.push_back(AuditText(detail));
+    }
+    if (p.finished) finished_requests.insert(task.request_id);
+  }
+  if (!audit_requests.empty()) {
+    ExecPrepared(txn, "outcome_audit",
+                 "INSERT INTO audit_events (request_id, actor, action, detail) SELECT e.request_id, 'system:engine', "
+                 "e.action, e.detail FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) WITH ORDINALITY "
+                 "AS e(request_id, action, detail, n) ORDER BY e.n",
+                 ArrayLiteral(audit_requests), ArrayLiteral(audit_actions), ArrayLiteral(audit_details));
+  }
+  return written;
+}
+
 }  // namespace
 
 bool Store::RecordOutcome(const ClaimedTask& task, const Outcome& outcome, const std::string& owner,
@@ -943,68 +1020,18 @@ std::vector<bool> Store::RecordOutcomes(const std::vector<OutcomeRef>& items, co
   std::vector<PlannedOutcome> plans;
   plans.reserve(items.size());
   std::set<std::string> request_ids;
-  std::map<std::string, std::size_t> first;  // task id -> its first item: a second outcome of a task is not ours
-  std::vector<std::string> ids, states, delays, closes;
-  std::vector<std::optional<std::string>> errors, receipts, records, continuations;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    const ClaimedTask& task = *items[i].task;
-    plans.push_back(PlanOutcome(task, *items[i].outcome, policy, cipher_));
-    if (!first.emplace(task.id, i).second) continue;
-    const PlannedOutcome& p = plans.back();
-    request_ids.insert(task.request_id);
-    ids.push_back(task.id);
-    states.push_back(p.state);
-    errors.push_back(p.error);
-    receipts.push_back(p.receipt);
-    records.push_back(p.records);
-    continuations.push_back(p.continuation);
-    delays.push_back(std::to_string(p.delay_ms));
-    closes.push_back(p.finished || p.state == "failed" ? "t" : "f");
+    plans.push_back(PlanOutcome(*items[i].task, *items[i].outcome, policy, cipher_));
+    request_ids.insert(items[i].task->request_id);
   }
   WithTransaction(pool_, [&](pqxx::work& txn) {
-    std::fill(written.begin(), written.end(), false);
     // The request rows first, as every change to a request does, and in one order (by id) across all writers of
     // many: outcomes of one request are serialised, so the last one to finish sees all the others and completes
     // the request, and two batches sharing requests cannot deadlock.
     txn.exec_params("SELECT 1 FROM requests WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
                     ArrayLiteral(std::vector<std::string>(request_ids.begin(), request_ids.end())));
-    // The lease check is in the WHERE: only the rows this process still holds are written and returned.
-    const auto mine = txn.exec_params(
-        "UPDATE tasks t SET state = o.state, last_error = o.error, receipt = coalesce(o.receipt, t.receipt), "
-        "records_sealed = coalesce(decode(o.records, 'hex'), t.records_sealed), continuation = o.continuation, "
-        "lease_owner = NULL, "
-        "lease_expires_at = CASE WHEN o.state = 'running' THEN now() + o.delay_ms * interval '1 millisecond' END, "
-        "next_attempt_at = CASE WHEN o.state = 'pending' THEN now() + o.delay_ms * interval '1 millisecond' "
-        "ELSE t.next_attempt_at END, finished_at = CASE WHEN o.closes THEN now() END, updated_at = now() "
-        "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::bigint[], "
-        "$8::boolean[]) AS o(id, state, error, receipt, records, continuation, delay_ms, closes) "
-        "WHERE t.id = o.id AND t.lease_owner = $9 AND t.state = 'running' RETURNING t.id::text",
-        ArrayLiteral(ids), ArrayLiteral(states), ArrayLiteral(errors), ArrayLiteral(receipts), ArrayLiteral(records),
-        ArrayLiteral(continuations), ArrayLiteral(delays), ArrayLiteral(closes), owner);
-    std::vector<std::string> audit_requests, audit_actions, audit_details;
     std::set<std::string> finished_requests;
-    for (const auto& row : mine) {
-      const std::size_t i = first.at(row[0].as<std::string>());
-      written[i] = true;
-      const ClaimedTask& task = *items[i].task;
-      const PlannedOutcome& p = plans[i];
-      if (p.state != "pending" && p.state != "running") {
-        json detail = {{"task", task.id}, {"system", task.system}, {"action", task.action},
-                       {"attempts", task.attempts}, {"worker", owner}};
-        if (p.error) detail["error"] = *p.error;
-        audit_requests.push_back(task.request_id);
-        audit_actions.push_back("task_" + p.state);
-        audit_details.push_back(AuditText(detail));
-      }
-      if (p.finished) finished_requests.insert(task.request_id);
-    }
-    if (!audit_requests.empty()) {
-      txn.exec_params(
-          "INSERT INTO audit_events (request_id, actor, action, detail) SELECT e.request_id, 'system:engine', "
-          "e.action, e.detail FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) WITH ORDINALITY "
-          "AS e(request_id, action, detail, n) ORDER BY e.n",
-          ArrayLiteral(audit_requests), ArrayLiteral(audit_actions), ArrayLiteral(audit_details));
-    }
+    written = WriteOutcomeRows(txn, items, plans, owner, false, finished_requests);
     if (!finished_requests.empty()) {
       CompleteAllFinished(txn, std::vector<std::string>(finished_requests.begin(), finished_requests.end()), now);
     }
@@ -1016,6 +1043,123 @@ std::vector<bool> Store::RecordOutcomes(const std::vector<OutcomeRef>& items, co
     }
   }
   return written;
+}
+
+Store::InlineRound Store::RunInline(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
+                                     const RetryPolicy& policy, Timestamp now,
+                                     const std::function<Outcome(const ClaimedTask&)>& run) {
+  std::vector<std::string> systems, counts;
+  for (const auto& [system, n] : limits) {
+    if (n <= 0) continue;
+    systems.push_back(system);
+    counts.push_back(std::to_string(n));
+  }
+  if (systems.empty()) return {};
+  return WithTransaction(pool_, [&](pqxx::work& txn) {
+    InlineRound round;
+    // The claim of ClaimTasks without its UPDATE: the rows are locked, not leased, and read from the locking scan
+    // (the version it locked), with the attempt this run counts.
+    const auto rows = ExecPrepared(
+        txn, "claim_inline",
+        "WITH w AS (SELECT * FROM unnest($1::text[], $2::int[]) AS w(system, n)), "
+        "expired AS (SELECT e.* FROM w CROSS JOIN LATERAL (SELECT id, request_id, system, action, attempts, "
+        "max_attempts, continuation, retain_basis FROM tasks WHERE system = w.system AND state = 'running' AND "
+        "lease_expires_at <= now() ORDER BY lease_expires_at LIMIT w.n FOR UPDATE SKIP LOCKED) e), "
+        "ready AS (SELECT p.* FROM w CROSS JOIN LATERAL (SELECT id, request_id, system, action, attempts, "
+        "max_attempts, continuation, retain_basis FROM tasks WHERE system = w.system AND state = 'pending' AND "
+        "next_attempt_at <= now() ORDER BY respond_by, next_attempt_at "
+        "LIMIT w.n - (SELECT count(*) FROM expired x WHERE x.system = w.system) FOR UPDATE SKIP LOCKED) p), "
+        "due AS (SELECT * FROM expired UNION ALL SELECT * FROM ready) "
+        "SELECT d.id::text, d.request_id::text, d.system, d.action, r.type, "
+        "d.attempts + CASE WHEN d.continuation IS NULL THEN 1 ELSE 0 END, d.max_attempts, d.continuation::text, "
+        "coalesce(d.retain_basis, ''), encode(r.corrections_sealed, 'hex') "
+        "FROM due d JOIN requests r ON r.id = d.request_id",
+        ArrayLiteral(systems), ArrayLiteral(counts));
+    if (rows.empty()) return round;
+    std::set<std::string> request_ids;
+    for (const auto& row : rows) {
+      ++round.claimed[row[2].as<std::string>()];
+      request_ids.insert(row[1].as<std::string>());
+    }
+    // The requests after the tasks, which is the reverse of every other writer's order: so they are taken with SKIP
+    // LOCKED and never waited for. A task whose request another transaction holds stays as it is (its lock ends
+    // with this transaction) and is claimed again by a later round.
+    std::set<std::string> locked;
+    for (const auto& row : ExecPrepared(txn, "claim_inline_requests",
+                                        "SELECT id::text FROM requests WHERE id = ANY($1::uuid[]) ORDER BY id "
+                                        "FOR UPDATE SKIP LOCKED",
+                                        ArrayLiteral(std::vector<std::string>(request_ids.begin(), request_ids.end())))) {
+      locked.insert(row[0].as<std::string>());
+    }
+    std::vector<ClaimedTask> claimed;
+    std::map<std::string, std::vector<connectors::Correction>> corrections;
+    for (const auto& row : rows) {
+      ClaimedTask t;
+      t.request_id = row[1].as<std::string>();
+      if (!locked.count(t.request_id)) continue;
+      t.id = row[0].as<std::string>();
+      t.system = row[2].as<std::string>();
+      t.action = row[3].as<std::string>();
+      t.request_type = row[4].as<std::string>();
+      t.attempts = row[5].as<int>();
+      t.max_attempts = row[6].as<int>();
+      t.continuation = row[7].is_null() ? json() : json::parse(row[7].c_str());
+      t.retain_basis = row[8].as<std::string>();
+      if (!row[9].is_null() && !corrections.count(t.request_id)) {
+        auto& list = corrections[t.request_id];
+        if (auto opened = cipher_.Open(*FromHex(row[9].c_str()), SealContext(t.request_id, "corrections"))) {
+          for (const auto& c : json::parse(*opened)) list.push_back({c["field"], c["value"]});
+        }
+      }
+      claimed.push_back(std::move(t));
+    }
+    if (claimed.empty()) return round;
+    std::map<std::string, std::vector<connectors::Identity>> identities;
+    for (const auto& row : ExecPrepared(
+             txn, "claim_identities",
+             "SELECT request_id::text, ordinal, kind, encode(value_sealed, 'hex') FROM request_identities "
+             "WHERE request_id = ANY($1::uuid[]) ORDER BY request_id, ordinal",
+             ArrayLiteral(std::vector<std::string>(locked.begin(), locked.end())))) {
+      const std::string rid = row[0].as<std::string>();
+      const std::string kind = row[2].as<std::string>();
+      auto opened = cipher_.Open(*FromHex(row[3].c_str()),
+                                 SealContext(rid, fmt::format("identity:{}:{}", row[1].as<int>(), kind)));
+      if (!opened) {
+        LogError("request {}: an identity does not open with the configured key", rid);
+        continue;
+      }
+      identities[rid].push_back({kind, *opened});
+    }
+    std::vector<Outcome> outcomes;
+    outcomes.reserve(claimed.size());
+    for (auto& t : claimed) {
+      t.identities = identities[t.request_id];
+      t.corrections = corrections[t.request_id];
+      outcomes.push_back(run(t));
+    }
+    std::vector<OutcomeRef> items;
+    std::vector<PlannedOutcome> plans;
+    items.reserve(claimed.size());
+    plans.reserve(claimed.size());
+    for (std::size_t i = 0; i < claimed.size(); ++i) {
+      items.push_back({&claimed[i], &outcomes[i]});
+      plans.push_back(PlanOutcome(claimed[i], outcomes[i], policy, cipher_));
+    }
+    std::set<std::string> finished_requests;
+    const auto written = WriteOutcomeRows(txn, items, plans, owner, true, finished_requests);
+    if (!finished_requests.empty()) {
+      CompleteAllFinished(txn, std::vector<std::string>(finished_requests.begin(), finished_requests.end()), now);
+    }
+    for (std::size_t i = 0; i < claimed.size(); ++i) {
+      if (!written[i]) continue;
+      round.outcomes.emplace_back(claimed[i].system, outcomes[i].kind);
+      if (plans[i].state == "failed") {
+        LogWarning("request {}: task {} on system {} dead-lettered after {} attempts", claimed[i].request_id,
+                   claimed[i].id, claimed[i].system, claimed[i].attempts);
+      }
+    }
+    return round;
+  });
 }
 
 void Store::CompleteAllFinished(pqxx::work& txn, const std::vector<std::string>& request_ids, Timestamp now) {

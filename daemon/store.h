@@ -4,6 +4,7 @@
 // Thread-safe: each call leases its own connection.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -197,6 +198,18 @@ class Store {
   // within each system: one statement for all systems.
   std::vector<ClaimedTask> ClaimTasks(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
                                       std::chrono::milliseconds lease);
+  // For systems whose connector answers inline (Connector::AnswersInline): claims due tasks as ClaimTasks does, but
+  // only locks them, runs `run` on each inside the same transaction and writes each outcome, its audit event and the
+  // completion of every request whose last task finished there -- a task is written once, claim and outcome
+  // together, and nothing is committed unless all of it is. `run` may be called again for a task if the
+  // transaction is retried.
+  struct InlineRound {
+    std::map<std::string, int> claimed;                                    // per system: tasks locked
+    std::vector<std::pair<std::string, connectors::OutcomeKind>> outcomes;  // (system, kind) of each written
+  };
+  InlineRound RunInline(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
+                        const RetryPolicy& policy, Timestamp now,
+                        const std::function<connectors::Outcome(const ClaimedTask&)>& run);
   void RenewLeases(const std::vector<std::string>& task_ids, const std::string& owner, std::chrono::milliseconds lease);
   // Gives tasks back (shutdown): they are due again at once for any process.
   void ReleaseLeases(const std::vector<std::string>& task_ids, const std::string& owner);

@@ -72,6 +72,7 @@ class NoopConnector final : public Connector {
   NoopConnector(std::string outcome, std::chrono::milliseconds delay)
       : outcome_(std::move(outcome)), delay_(delay), line_(delay.count() > 0 ? std::make_unique<DelayLine>() : nullptr) {}
   bool Supports(TaskAction) const override { return true; }
+  bool AnswersInline() const override { return !line_; }
   void Run(const TaskInput& input, OutcomeCallback done) override {
     Outcome o = Answer(input);
     if (!line_) {

@@ -112,16 +112,17 @@ if [[ "$BENCH_QUICK" != 1 ]]; then
     w0="$(bench_psql -d "$BENCH_DB" -At -c "SELECT extract(epoch from clock_timestamp())")"
     sleep "$STEADY_SECONDS"
     w1="$(awk -v a="$w0" -v s="$STEADY_SECONDS" 'BEGIN { printf "%.6f", a + s }')"
-    buckets="$(bench_psql -d "$BENCH_DB" -At -F ' ' -c "
-        SELECT count(*) FROM tasks WHERE finished_at >= to_timestamp($w0) AND finished_at < to_timestamp($w1)
-        UNION ALL
-        SELECT coalesce(count(t.finished_at), 0) FROM generate_series(0, $((STEADY_SECONDS / 10 - 1))) AS b
+    # Two queries: an ORDER BY after a UNION ALL sorts the total in among the buckets, and the first line was then
+    # the smallest bucket, not the total.
+    total="$(bench_psql -d "$BENCH_DB" -At -c "
+        SELECT count(*) FROM tasks WHERE finished_at >= to_timestamp($w0) AND finished_at < to_timestamp($w1)")"
+    per10="$(bench_psql -d "$BENCH_DB" -At -c "
+        SELECT coalesce(count(t.finished_at), 0) / 10 FROM generate_series(0, $((STEADY_SECONDS / 10 - 1))) AS b
         LEFT JOIN tasks t ON t.finished_at >= to_timestamp($w0) + b * interval '10 s'
                          AND t.finished_at < to_timestamp($w0) + (b + 1) * interval '10 s'
-        GROUP BY b ORDER BY 1")"
+        GROUP BY b ORDER BY b")"
     kill "$feeder" 2>/dev/null || true
-    total="$(head -1 <<<"$buckets")"
-    per10="$(tail -n +2 <<<"$buckets" | awk '{ print $1 / 10 }')"
+    echo "fanout steady: per-10-s tasks/s in order: $(tr '\n' ' ' <<<"$per10")" >&2
     min="$(sort -n <<<"$per10" | head -1)"
     max="$(sort -n <<<"$per10" | tail -1)"
     steady="$(awk -v n="$total" -v s="$STEADY_SECONDS" 'BEGIN { printf "%.0f", n / s }')"
