@@ -106,7 +106,7 @@ pqxx::result ExecPrepared(pqxx::transaction_base& txn, const char* name, const s
 }
 
 // A PostgreSQL text[] literal: every element quoted, backslash and quote escaped.
-std::string PgTextArray(const std::vector<std::string>& items) {
+std::string ArrayLiteral(const std::vector<std::string>& items) {
   std::string out = "{";
   for (const auto& item : items) {
     if (out.size() > 1) out += ',';
@@ -192,8 +192,8 @@ CreateResult Store::Create(const NewRequest& req, const Principal& by, const std
                  {"acknowledge_by", ack_by ? json(*ack_by) : json()},
                  {"authorized_agent", req.authorized_agent.has_value()}};
   if (!needs_verification) detail["verification"] = "not_required";
-  const std::string kinds_array = PgTextArray(kinds_list), hashes_array = PgTextArray(hashes),
-                    seals_array = PgTextArray(seals);
+  const std::string kinds_array = ArrayLiteral(kinds_list), hashes_array = ArrayLiteral(hashes),
+                    seals_array = ArrayLiteral(seals);
   const std::string detail_text = detail.dump(-1, ' ', false, json::error_handler_t::replace);
   auto insert = [&](pqxx::transaction_base& txn) {
     ExecPrepared(txn, "create_request", kCreateRequestSql, id, std::string(ToString(req.type)),
@@ -630,22 +630,60 @@ namespace rightsd {
 
 namespace {
 
+using CorrectionsByRequest = std::map<std::string, std::vector<connectors::Correction>>;
+
+// A claimed task from a claim query's row (id, request_id, system, action, request_type, attempts, max_attempts,
+// continuation, retain_basis, the request's sealed corrections); each request's corrections are opened once.
+ClaimedTask ClaimedTaskFromRow(const pqxx::row& row, const PiiCipher& cipher, CorrectionsByRequest& corrections) {
+  ClaimedTask t;
+  t.id = row[0].as<std::string>();
+  t.request_id = row[1].as<std::string>();
+  t.system = row[2].as<std::string>();
+  t.action = row[3].as<std::string>();
+  t.request_type = row[4].as<std::string>();
+  t.attempts = row[5].as<int>();
+  t.max_attempts = row[6].as<int>();
+  t.continuation = row[7].is_null() ? json() : json::parse(row[7].c_str());
+  t.retain_basis = row[8].as<std::string>();
+  if (!row[9].is_null() && !corrections.count(t.request_id)) {
+    auto& list = corrections[t.request_id];
+    if (auto opened = cipher.Open(*FromHex(row[9].c_str()), SealContext(t.request_id, "corrections"))) {
+      for (const auto& c : json::parse(*opened)) list.push_back({c["field"], c["value"]});
+    }
+  }
+  return t;
+}
+
+// Gives each claimed task its request's identities (opened) and corrections: one query for all their requests.
+void AttachSubjects(pqxx::transaction_base& txn, const PiiCipher& cipher, std::vector<ClaimedTask>& claimed,
+                    CorrectionsByRequest& corrections) {
+  std::set<std::string> request_ids;
+  for (const auto& t : claimed) request_ids.insert(t.request_id);
+  std::map<std::string, std::vector<connectors::Identity>> identities;
+  for (const auto& row : ExecPrepared(
+           txn, "claim_identities",
+           "SELECT request_id::text, ordinal, kind, encode(value_sealed, 'hex') FROM request_identities "
+           "WHERE request_id = ANY($1::uuid[]) ORDER BY request_id, ordinal",
+           ArrayLiteral(std::vector<std::string>(request_ids.begin(), request_ids.end())))) {
+    const std::string rid = row[0].as<std::string>();
+    const std::string kind = row[2].as<std::string>();
+    auto opened = cipher.Open(*FromHex(row[3].c_str()),
+                              SealContext(rid, fmt::format("identity:{}:{}", row[1].as<int>(), kind)));
+    if (!opened) {
+      LogError("request {}: an identity does not open with the configured key", rid);
+      continue;
+    }
+    identities[rid].push_back({kind, *opened});
+  }
+  for (auto& t : claimed) {
+    t.identities = identities[t.request_id];
+    t.corrections = corrections[t.request_id];
+  }
+}
+
+
 using connectors::Outcome;
 using connectors::OutcomeKind;
-
-std::string ArrayLiteral(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
 
 std::chrono::milliseconds Backoff(int attempts, const RetryPolicy& policy) {
   // Exponential with "equal jitter": half fixed, half random, so that many tasks failing together spread out.
@@ -783,47 +821,9 @@ std::vector<ClaimedTask> Store::ClaimTasks(const std::vector<std::pair<std::stri
         "t.continuation::text, coalesce(t.retain_basis, ''), encode(r.corrections_sealed, 'hex')",
         ArrayLiteral(systems), ArrayLiteral(counts), owner, static_cast<long long>(lease.count()));
     if (rows.empty()) return claimed;
-    std::vector<std::string> request_ids;
-    std::map<std::string, std::vector<connectors::Correction>> corrections;
-    for (const auto& row : rows) {
-      ClaimedTask t;
-      t.id = row[0].as<std::string>();
-      t.request_id = row[1].as<std::string>();
-      t.system = row[2].as<std::string>();
-      t.action = row[3].as<std::string>();
-      t.request_type = row[4].as<std::string>();
-      t.attempts = row[5].as<int>();
-      t.max_attempts = row[6].as<int>();
-      t.continuation = row[7].is_null() ? json() : json::parse(row[7].c_str());
-      t.retain_basis = row[8].as<std::string>();
-      if (!row[9].is_null() && !corrections.count(t.request_id)) {
-        auto& list = corrections[t.request_id];
-        if (auto opened = cipher_.Open(*FromHex(row[9].c_str()), SealContext(t.request_id, "corrections"))) {
-          for (const auto& c : json::parse(*opened)) list.push_back({c["field"], c["value"]});
-        }
-      }
-      request_ids.push_back(t.request_id);
-      claimed.push_back(std::move(t));
-    }
-    std::map<std::string, std::vector<connectors::Identity>> identities;
-    for (const auto& row : txn.exec_params(
-             "SELECT request_id::text, ordinal, kind, encode(value_sealed, 'hex') FROM request_identities "
-             "WHERE request_id = ANY($1::uuid[]) ORDER BY request_id, ordinal",
-             ArrayLiteral(request_ids))) {
-      const std::string rid = row[0].as<std::string>();
-      const std::string kind = row[2].as<std::string>();
-      auto opened = cipher_.Open(*FromHex(row[3].c_str()),
-                                 SealContext(rid, fmt::format("identity:{}:{}", row[1].as<int>(), kind)));
-      if (!opened) {
-        LogError("request {}: an identity does not open with the configured key", rid);
-        continue;
-      }
-      identities[rid].push_back({kind, *opened});
-    }
-    for (auto& t : claimed) {
-      t.identities = identities[t.request_id];
-      t.corrections = corrections[t.request_id];
-    }
+    CorrectionsByRequest corrections;
+    for (const auto& row : rows) claimed.push_back(ClaimedTaskFromRow(row, cipher_, corrections));
+    AttachSubjects(txn, cipher_, claimed, corrections);
     return claimed;
   });
 }
@@ -1092,51 +1092,15 @@ Store::InlineRound Store::RunInline(const std::vector<std::pair<std::string, int
       locked.insert(row[0].as<std::string>());
     }
     std::vector<ClaimedTask> claimed;
-    std::map<std::string, std::vector<connectors::Correction>> corrections;
+    CorrectionsByRequest corrections;
     for (const auto& row : rows) {
-      ClaimedTask t;
-      t.request_id = row[1].as<std::string>();
-      if (!locked.count(t.request_id)) continue;
-      t.id = row[0].as<std::string>();
-      t.system = row[2].as<std::string>();
-      t.action = row[3].as<std::string>();
-      t.request_type = row[4].as<std::string>();
-      t.attempts = row[5].as<int>();
-      t.max_attempts = row[6].as<int>();
-      t.continuation = row[7].is_null() ? json() : json::parse(row[7].c_str());
-      t.retain_basis = row[8].as<std::string>();
-      if (!row[9].is_null() && !corrections.count(t.request_id)) {
-        auto& list = corrections[t.request_id];
-        if (auto opened = cipher_.Open(*FromHex(row[9].c_str()), SealContext(t.request_id, "corrections"))) {
-          for (const auto& c : json::parse(*opened)) list.push_back({c["field"], c["value"]});
-        }
-      }
-      claimed.push_back(std::move(t));
+      if (locked.count(row[1].as<std::string>())) claimed.push_back(ClaimedTaskFromRow(row, cipher_, corrections));
     }
     if (claimed.empty()) return round;
-    std::map<std::string, std::vector<connectors::Identity>> identities;
-    for (const auto& row : ExecPrepared(
-             txn, "claim_identities",
-             "SELECT request_id::text, ordinal, kind, encode(value_sealed, 'hex') FROM request_identities "
-             "WHERE request_id = ANY($1::uuid[]) ORDER BY request_id, ordinal",
-             ArrayLiteral(std::vector<std::string>(locked.begin(), locked.end())))) {
-      const std::string rid = row[0].as<std::string>();
-      const std::string kind = row[2].as<std::string>();
-      auto opened = cipher_.Open(*FromHex(row[3].c_str()),
-                                 SealContext(rid, fmt::format("identity:{}:{}", row[1].as<int>(), kind)));
-      if (!opened) {
-        LogError("request {}: an identity does not open with the configured key", rid);
-        continue;
-      }
-      identities[rid].push_back({kind, *opened});
-    }
+    AttachSubjects(txn, cipher_, claimed, corrections);
     std::vector<Outcome> outcomes;
     outcomes.reserve(claimed.size());
-    for (auto& t : claimed) {
-      t.identities = identities[t.request_id];
-      t.corrections = corrections[t.request_id];
-      outcomes.push_back(run(t));
-    }
+    for (auto& t : claimed) outcomes.push_back(run(t));
     std::vector<OutcomeRef> items;
     std::vector<PlannedOutcome> plans;
     items.reserve(claimed.size());
