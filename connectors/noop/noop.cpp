@@ -48,8 +48,10 @@ class DelayLine {
         cv_.wait(lock);
         continue;
       }
-      if (Clock::now() < queue_.top().due) {
-        cv_.wait_until(lock, queue_.top().due);
+      // A copy: wait_until reads its deadline while the lock is released, when a push may reallocate the heap
+      // under a reference to the top entry (ASan caught exactly that).
+      if (const Clock::time_point due = queue_.top().due; Clock::now() < due) {
+        cv_.wait_until(lock, due);
         continue;
       }
       auto fn = std::move(const_cast<Entry&>(queue_.top()).fn);
