@@ -630,6 +630,19 @@ namespace rightsd {
 
 namespace {
 
+// The claim statements' parameters: the systems with a free slot and how many tasks each may take, as two
+// parallel arrays.
+std::pair<std::vector<std::string>, std::vector<std::string>> ClaimLimitArrays(
+    const std::vector<std::pair<std::string, int>>& limits) {
+  std::pair<std::vector<std::string>, std::vector<std::string>> arrays;
+  for (const auto& [system, n] : limits) {
+    if (n <= 0) continue;
+    arrays.first.push_back(system);
+    arrays.second.push_back(std::to_string(n));
+  }
+  return arrays;
+}
+
 using CorrectionsByRequest = std::map<std::string, std::vector<connectors::Correction>>;
 
 // A claimed task from a claim query's row (id, request_id, system, action, request_type, attempts, max_attempts,
@@ -793,12 +806,7 @@ void Store::CompleteIfFinished(pqxx::work& txn, const std::string& request_id, T
 
 std::vector<ClaimedTask> Store::ClaimTasks(const std::vector<std::pair<std::string, int>>& limits,
                                            const std::string& owner, std::chrono::milliseconds lease) {
-  std::vector<std::string> systems, counts;
-  for (const auto& [system, n] : limits) {
-    if (n <= 0) continue;
-    systems.push_back(system);
-    counts.push_back(std::to_string(n));
-  }
+  const auto [systems, counts] = ClaimLimitArrays(limits);
   if (systems.empty()) return {};
   return WithTransaction(pool_, [&](pqxx::work& txn) {
     std::vector<ClaimedTask> claimed;
@@ -1048,12 +1056,7 @@ std::vector<bool> Store::RecordOutcomes(const std::vector<OutcomeRef>& items, co
 Store::InlineRound Store::RunInline(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
                                      const RetryPolicy& policy, Timestamp now,
                                      const std::function<Outcome(const ClaimedTask&)>& run) {
-  std::vector<std::string> systems, counts;
-  for (const auto& [system, n] : limits) {
-    if (n <= 0) continue;
-    systems.push_back(system);
-    counts.push_back(std::to_string(n));
-  }
+  const auto [systems, counts] = ClaimLimitArrays(limits);
   if (systems.empty()) return {};
   return WithTransaction(pool_, [&](pqxx::work& txn) {
     InlineRound round;

@@ -1,9 +1,10 @@
 -- Seeds requests :from .. :from + :count - 1 straight into the tables (psql -v from=.. -v count=..), as intake and
 -- the engine would have left them: request n has the id 00000000-0000-4000-8000-<n as 12 hex digits> (the same
 -- rule as rightsd_bench seed-identities, which writes their sealed identities), received over the last two years,
--- one in five still open. Each has its "created" audit event and, if closed, its closing one; they are written
--- already sealed into the hash chain with placeholder hashes so the chain sealer has nothing to catch up on
--- during a measurement (this database is a benchmark's: `rightsd audit verify` would rightly refuse it).
+-- one in five still open. Each has its "created" audit event and, if closed, its closing one. On purpose, those
+-- events carry placeholder chain values (negative chain_seq, one-byte hashes) so that the daemon's sealer has no
+-- backlog of 1.6 million events to hash during the measurement; `rightsd audit verify` refuses such a database,
+-- which only ever exists inside scripts/bench.
 \set ON_ERROR_STOP 1
 BEGIN;
 CREATE TEMP TABLE seed ON COMMIT DROP AS
