@@ -302,6 +302,8 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
   c.calendar.timezone = r.String("calendar", "timezone", c.calendar.timezone);
   c.calendar.holidays_file = r.Path("calendar", "holidays_file");
   c.calendar.business_days = r.Strings("calendar", "business_days", c.calendar.business_days);
+  // With no business day, "10 business days to acknowledge" never arrives: every deadline would be unreachable.
+  if (c.calendar.business_days.empty()) r.Fail("calendar.business_days", "must name at least one day");
   c.calendar.at_risk_days = static_cast<int>(r.Int("calendar", "at_risk_days", c.calendar.at_risk_days, 0, 90));
 
   c.auth.tokens_file = r.Path("auth", "tokens_file");
