@@ -509,6 +509,15 @@ class Job : public std::enable_shared_from_this<Job> {
       }
       return;
     }
+    // Only http(s): a processor's link is not a reason to open file:// or any other scheme (found by fuzz: webhook).
+    if (!url.starts_with("https://") && !url.starts_with("http://")) {
+      Outcome manual;
+      manual.kind = OutcomeKind::kNeedsManual;
+      manual.message = "the processor's results_url is not an http(s) URL";
+      manual.receipt = std::move(receipt);
+      Finish(std::move(manual));
+      return;
+    }
     // The bearer token is for the processor's API; a results link elsewhere (a storage bucket) must not see it.
     const bool same_origin = OriginOf(url) == OriginOf(config_->base_url);
     Send(
