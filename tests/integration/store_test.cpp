@@ -147,8 +147,12 @@ TEST_CASE("engine: a transaction the database aborts for a deadlock runs again i
       const bool first_run = runs.fetch_add(1) < 2;
       txn.exec_params("UPDATE deadlock_probe SET n = n + 1 WHERE id = $1", first);
       if (first_run) {
+        // The wait is generous on purpose: on a loaded CI machine the other thread's first connection or lock can
+        // take over a second (a 1 s wait let one thread finish alone, with no deadlock to retry).
         ++at_barrier;
-        for (int i = 0; i < 500 && at_barrier < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (at_barrier < 2 && std::chrono::steady_clock::now() < give_up)
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
       txn.exec_params("UPDATE deadlock_probe SET n = n + 1 WHERE id = $1", second);
     });
@@ -156,6 +160,7 @@ TEST_CASE("engine: a transaction the database aborts for a deadlock runs again i
   std::thread a(worker, 1, 2), b(worker, 2, 1);
   a.join();
   b.join();
+  REQUIRE(at_barrier == 2);  // both held their first lock at once, so one of them had to be aborted
   CHECK(runs == 3);  // one of the two was aborted and ran again
   CHECK(f.db.Scalar("SELECT sum(n) FROM deadlock_probe") == "4");
 }
