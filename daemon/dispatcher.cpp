@@ -91,7 +91,10 @@ struct Dispatcher::Shared {
       if (closed) return;
       queue.push_back(std::move(item));
     }
-    cv.notify_one();
+    // notify_all, not notify_one: Stop() waits on this same condition variable for the drain, and a single wake-up
+    // that reached it (whose predicate is still false while the queue holds this item) left every committer asleep,
+    // so a drain stalled until its deadline and gave back tasks whose outcomes were already known.
+    cv.notify_all();
   }
 };
 
@@ -255,13 +258,20 @@ bool Dispatcher::CommitOutcomes(const std::vector<Store::OutcomeRef>& refs, cons
       return true;
     } catch (const pqxx::broken_connection& e) {
       // The database is away: nothing to learn about the outcomes, wait and try the same again.
-      LogWarning("dispatcher {}: cannot record {} outcomes yet: {}", shared_->owner, refs.size(), e.what());
+      static LogThrottle away_log(std::chrono::seconds(5));
+      if (const auto v = away_log.Allow(); v.log) {
+        LogWarning("dispatcher {}: cannot record {} outcomes yet: {}{}", shared_->owner, refs.size(), e.what(),
+                   HeldBack(v));
+      }
       std::unique_lock lock(shared_->mu);
       if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return false;
     } catch (const std::exception& e) {
       const auto& task = whole ? *refs.front().task : *pending.front().front().task;
-      LogWarning("request {}: task {}{}: cannot record outcome yet: {}", task.request_id, task.id,
-                 whole ? fmt::format(" and {} more", refs.size() - 1) : "", e.what());
+      static LogThrottle failing_log(std::chrono::seconds(5));
+      if (const auto v = failing_log.Allow(); v.log) {
+        LogWarning("request {}: task {}{}: cannot record outcome yet: {}{}", task.request_id, task.id,
+                   whole ? fmt::format(" and {} more", refs.size() - 1) : "", e.what(), HeldBack(v));
+      }
       if (whole) {
         whole = false;
         continue;
