@@ -440,8 +440,14 @@ void HttpApi::Routes() {
         }
         fn(req, res, principal);
       } catch (const ApiError& e) {
-        if (e.code() == ErrorCode::kInternal || e.code() == ErrorCode::kUnavailable) {
+        if (e.code() == ErrorCode::kInternal) {
           LogWarning("http {} {}: {}", req.method, req.path, e.detail());
+        } else if (e.code() == ErrorCode::kUnavailable) {
+          // While the database is away every call answers 503: one line a second says so, with the count.
+          static LogThrottle unavailable_log(std::chrono::seconds(1));
+          if (const auto v = unavailable_log.Allow(); v.log) {
+            LogWarning("http {} {}: {}{}", req.method, req.path, e.detail(), HeldBack(v));
+          }
         }
         SendProblem(res, e, req.path);
       } catch (const std::exception& e) {
