@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "crypto.h"
+#include "errors.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -237,50 +238,72 @@ bool Dispatcher::CommitOutcomes(const std::vector<Store::OutcomeRef>& refs, cons
       }
     }
   };
-  // The database is away, or one outcome makes the batch fail: after the first failure the outcomes are written one
-  // by one, so that one bad outcome holds up only itself. Each is tried until it is written or this process stops;
-  // if the process dies first, the leases expire and the tasks run again (connectors are idempotent).
+  // The database is away, or one outcome makes the batch fail. While the database is away (the pool cannot lend a
+  // connection, or the connection broke) the same batch is tried again every 200 ms for as long as it takes: the
+  // outcome is known and its side effect done, so dropping it would run the task again and replace its receipt
+  // with the second run's ("nothing found"). When one outcome makes the batch fail, the outcomes are written one by
+  // one so that it holds up only itself, and an outcome that fails kMaxOutcomeAttempts times for a reason other than
+  // the database being away is dropped with an error line: its lease expires and the task runs again. If the process
+  // stops first, the leases expire likewise (connectors are idempotent).
+  constexpr int kMaxOutcomeAttempts = 50;
   bool whole = refs.size() > 1;
   std::vector<std::vector<Store::OutcomeRef>> pending;
-  for (int attempt = 0; attempt < 50; ++attempt) {
+  bool split = false;
+  int front_failures = 0;
+  const auto pause = [&] {
+    std::unique_lock lock(shared_->mu);
+    return !shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; });
+  };
+  for (;;) {
     try {
       if (whole) {
         record(refs);
         return true;
       }
-      if (pending.empty()) {
+      if (!split) {
         for (const auto& ref : refs) pending.push_back({ref});
+        split = true;
       }
       while (!pending.empty()) {
         record(pending.front());
         pending.erase(pending.begin());
+        front_failures = 0;
       }
       return true;
-    } catch (const pqxx::broken_connection& e) {
-      // The database is away: nothing to learn about the outcomes, wait and try the same again.
-      static LogThrottle away_log(std::chrono::seconds(5));
-      if (const auto v = away_log.Allow(); v.log) {
-        LogWarning("dispatcher {}: cannot record {} outcomes yet: {}{}", shared_->owner, refs.size(), e.what(),
-                   HeldBack(v));
-      }
-      std::unique_lock lock(shared_->mu);
-      if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return false;
     } catch (const std::exception& e) {
+      const auto* api = dynamic_cast<const ApiError*>(&e);
+      const bool database_away = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+                                 (api != nullptr && api->code() == ErrorCode::kUnavailable);
+      const std::string why = api ? api->detail() : e.what();
       const auto& task = whole ? *refs.front().task : *pending.front().front().task;
-      static LogThrottle failing_log(std::chrono::seconds(5));
-      if (const auto v = failing_log.Allow(); v.log) {
-        LogWarning("request {}: task {}{}: cannot record outcome yet: {}{}", task.request_id, task.id,
-                   whole ? fmt::format(" and {} more", refs.size() - 1) : "", e.what(), HeldBack(v));
+      if (database_away) {
+        static LogThrottle away_log(std::chrono::seconds(5));
+        if (const auto v = away_log.Allow(); v.log) {
+          LogWarning("dispatcher {}: cannot record {} outcomes yet, the database is away: {}{}", shared_->owner,
+                     refs.size(), why, HeldBack(v));
+        }
+      } else {
+        static LogThrottle failing_log(std::chrono::seconds(5));
+        if (const auto v = failing_log.Allow(); v.log) {
+          LogWarning("request {}: task {}{}: cannot record outcome yet: {}{}", task.request_id, task.id,
+                     whole ? fmt::format(" and {} more", refs.size() - 1) : "", why, HeldBack(v));
+        }
       }
       if (whole) {
         whole = false;
         continue;
       }
-      std::unique_lock lock(shared_->mu);
-      if (shared_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return shared_->closed; })) return false;
+      if (!database_away && ++front_failures >= kMaxOutcomeAttempts) {
+        LogError("request {}: task {}: outcome not recorded after {} attempts ({}); dropped, the task runs again "
+                 "when its lease expires",
+                 task.request_id, task.id, kMaxOutcomeAttempts, why);
+        pending.erase(pending.begin());
+        front_failures = 0;
+        continue;
+      }
+      if (!pause()) return false;
     }
   }
-  return true;
 }
 
 Dispatcher::ClaimResult Dispatcher::ClaimRound() {

@@ -603,3 +603,59 @@ connector = "noop"
   CHECK(all_done);
   CHECK(d.Stop() == 0);
 }
+
+TEST_CASE("crash: an outcome that arrives while the database is away for 13 s is recorded when it is back, and the "
+          "task does not run again",
+          "[crash][resilience][integration]") {
+  DaemonEnv env(false);
+  PrivateCluster pg(env.dir() / "pg", env.dir() / "cluster.log", 54342);
+  REQUIRE(pg.started());
+  {
+    pqxx::connection conn(pg.url());
+    rightsd::ApplyMigrations(conn);
+  }
+  // The call answers 1.5 s after it was made, by then the database is down; the lease outlives the outage, so a
+  // task run twice could only come from an outcome that was dropped. (It was dropped, before: the committer gave
+  // up after 50 tries 200 ms apart, and the task stayed leased until the lease ran out, then ran again.)
+  env.WriteConfig(pg.url(), R"toml(
+[engine]
+lease_ms = 120000
+[[systems]]
+name = "crm"
+connector = "noop"
+categories = ["identifiers"]
+[systems.settings]
+delay_ms = 1500
+)toml");
+  Daemon d(env);
+  REQUIRE(d.WaitReady());
+  const auto created = d.Call("POST", "/v1/requests", env.token("submitter"),
+                              R"({"type":"opt_out","subject":{"identities":[{"kind":"device_id","value":"outage-1"}]}})");
+  REQUIRE(created.status == 201);
+  const auto task_state = [&] {
+    pqxx::connection conn(pg.url());
+    pqxx::nontransaction txn(conn);
+    const auto r = txn.exec("SELECT state, attempts FROM tasks");
+    return r.size() == 1 ? fmt::format("{} {}", r[0][0].c_str(), r[0][1].c_str()) : std::string("none");
+  };
+  std::string running;
+  const bool claimed = Eventually([&] { return (running = task_state()).starts_with("running "); }, 10);
+  INFO("task: " << running);
+  REQUIRE(claimed);
+  const std::string attempts_then = running.substr(8);
+  const auto down_at = Clock::now();
+  REQUIRE(pg.Run("restart", "13") == 0);
+  fmt::print("outage outcome: database down {:.1f} s\n", std::chrono::duration<double>(Clock::now() - down_at).count());
+  std::string last;
+  CHECK(Eventually([&] { return (last = task_state()).starts_with("done "); }, 20));
+  CHECK(last == "done " + attempts_then);  // claimed once: the run whose outcome waited out the outage
+  INFO("task: " << last);
+  INFO(d.Log());
+  pqxx::connection conn(pg.url());
+  pqxx::nontransaction txn(conn);
+  CHECK(txn.exec1("SELECT count(*) FROM audit_events WHERE action = 'task_done'")[0].as<int>() == 1);
+  CHECK(txn.exec1("SELECT status FROM requests")[0].as<std::string>() == "completed");
+  CHECK(d.Log().find("the database is away") != std::string::npos);
+  CHECK(d.Log().find("dropped") == std::string::npos);
+  CHECK(d.Stop() == 0);
+}
