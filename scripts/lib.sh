@@ -35,7 +35,7 @@ RIGHTSD_APT_PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libcpp-httplib-dev libpqxx-dev libpq-dev nlohmann-json3-dev libcpprest-dev
     libfmt-dev catch2 libsystemd-dev libsodium-dev libtomlplusplus-dev libvalijson-dev
-    libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev
+    libhowardhinnant-date-dev tzdata libssl-dev zlib1g-dev libbrotli-dev libtcmalloc-minimal4
     postgresql curl openssl systemd file
     # scripts/bench: the HTTP load generator (pgbench comes with postgresql)
     wrk

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <date/date.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "errors.h"
@@ -648,6 +649,35 @@ TEST_CASE("api: IsKnownIdentityKind", "[api]") {
 // ---------------------------------------------------------------------------------------------------------------
 // ParseRfc3339 / FormatRfc3339
 // ---------------------------------------------------------------------------------------------------------------
+
+TEST_CASE("api: FormatRfc3339 writes what date::format writes, over years 0 to 9999 and both sides of 1970",
+          "[api]") {
+  // The formatter writes its digits by hand; date::format is the reference it replaced.
+  std::uint64_t state = 0x9e3779b97f4a7c15ULL;
+  const auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  const long long lo = -62167219200LL * 1000000;   // 0000-01-01T00:00:00Z
+  const long long hi = 253402300799LL * 1000000 + 999999;  // 9999-12-31T23:59:59.999999Z
+  std::vector<long long> samples = {lo, hi, 0, -1, 1, 951782400LL * 1000000, 4107542399LL * 1000000};
+  for (int i = 0; i < 20000; ++i) {
+    long long v = lo + static_cast<long long>(next() % static_cast<std::uint64_t>(hi - lo));
+    if (i % 3 == 0) v -= v % 1000000;  // whole seconds take the short form
+    samples.push_back(v);
+  }
+  for (const long long v : samples) {
+    const Timestamp t{std::chrono::microseconds{v}};
+    const auto secs = date::floor<std::chrono::seconds>(t);
+    std::string expected = date::format("%FT%T", secs);
+    if (const auto us = (t - secs).count(); us != 0) expected += fmt::format(".{:06}", us);
+    expected += 'Z';
+    INFO(v);
+    REQUIRE(FormatRfc3339(t) == expected);
+  }
+}
 
 TEST_CASE("api: ParseRfc3339 and FormatRfc3339 round trip", "[api]") {
   // Canonical text: parses and formats back to itself.
