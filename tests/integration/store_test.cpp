@@ -106,28 +106,31 @@ TEST_CASE("sla: a missed acknowledgement deadline breaches the request the next 
   CHECK(f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'") == "breached");
 }
 
-TEST_CASE("audit: sealing chains events in order and verifies", "[audit][integration]") {
+TEST_CASE("audit: each statement's events are one link of the session's chain, written with them, and verify",
+          "[audit][integration]") {
   Fixture f;
   for (int i = 0; i < 5; ++i) {
     f.store->Create(Delete(fmt::format("s{}@example.com", i), "2026-11-02T17:00:00Z"), f.who, std::nullopt,
                     At("2026-11-02T17:00:00Z"));
   }
+  // Linked in the creating transaction: no sealer ran, and nothing waits for one.
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_events") == "5");
+  CHECK(f.db.Scalar("SELECT sum(cardinality(event_ids)) FROM audit_links") == "5");
+  // The sweep writes its events in one statement: one link holds them all, in id order.
+  CHECK(f.store->SweepSla(At("2026-11-17T08:30:00Z")) == 5);
+  CHECK(f.db.Scalar("SELECT max(cardinality(event_ids)) FROM audit_links") == "5");
+  CHECK(f.db.Scalar("SELECT bool_and(event_ids = (SELECT array_agg(x ORDER BY x) FROM unnest(event_ids) x)) "
+                    "FROM audit_links") == "t");
+  // Within a chain each link continues the one before it.
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_links a JOIN audit_links b ON b.chain_id = a.chain_id AND "
+                    "b.seq = a.seq + 1 WHERE b.prev_hash <> a.hash") == "0");
   auto conn = f.db.Connect();
-  {
-    pqxx::work txn(*conn);
-    CHECK(SealAuditBatch(txn, 3) == 3);
-    txn.commit();
-  }
-  {
-    pqxx::work txn(*conn);
-    CHECK(SealAuditBatch(txn, 100) == 2);
-    CHECK(SealAuditBatch(txn, 100) == 0);
-    txn.commit();
-  }
   const auto result = VerifyAuditChain(*conn);
+  INFO(result.problem);
   CHECK(result.ok);
-  CHECK(result.sealed == 5);
-  CHECK(result.unsealed == 0);
+  CHECK(result.verified == 10);
+  CHECK(result.first_chain == 0);
+  CHECK(result.links == std::stoll(f.db.Scalar("SELECT count(*) FROM audit_links")));
 }
 
 TEST_CASE("engine: a transaction the database aborts for a deadlock runs again instead of failing the caller",
@@ -161,6 +164,10 @@ TEST_CASE("engine: a transaction the database aborts for a deadlock runs again i
   a.join();
   b.join();
   REQUIRE(at_barrier == 2);  // both held their first lock at once, so one of them had to be aborted
-  CHECK(runs == 3);  // one of the two was aborted and ran again
+  // One of the two was aborted and ran again -- or both were: each waiting backend runs its own deadlock check when
+  // deadlock_timeout passes, and on a loaded machine both can find the cycle before either has rolled back (seen
+  // in the suite at -j2: 4 runs). Either way every update is applied exactly once.
+  CHECK(runs >= 3);
+  CHECK(runs <= 4);
   CHECK(f.db.Scalar("SELECT sum(n) FROM deadlock_probe") == "4");
 }
