@@ -281,9 +281,10 @@ int RunCli(int argc, char** argv) {
     const AuditVerifyResult result = VerifyAuditChain(*conn);
     if (!result.ok) {
       return Fail(1, fmt::format("audit chain broken: {} ({} events verified before it)", result.problem,
-                                 result.sealed));
+                                 result.verified));
     }
-    std::printf("audit chain ok: %lld events verified, %lld not yet sealed\n", result.sealed, result.unsealed);
+    std::printf("audit chain ok: %lld events verified (%lld in the first chain, %lld in %lld links)\n",
+                result.verified, result.first_chain, result.verified - result.first_chain, result.links);
     return 0;
   } catch (const ConfigError& e) {
     return Fail(1, fmt::format("config: {}", e.what()));

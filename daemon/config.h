@@ -69,6 +69,8 @@ struct Config {
 
   struct Sweeper {
     int interval_ms = 30000;
+    // Read and range-checked so that configs written for earlier versions still load, but unused: since
+    // migration 0007 audit events are chained by the transaction that writes them, not sealed afterwards.
     int audit_seal_interval_ms = 250;
   } sweeper;
 

@@ -1,6 +1,5 @@
 #include "sweeper.h"
 
-#include "audit.h"
 #include "log.h"
 
 namespace rightsd {
@@ -41,7 +40,7 @@ bool Sweeper::EnsureLock() {
     const bool got = txn.exec_params1("SELECT pg_try_advisory_lock($1)", kSweeperLockKey)[0].as<bool>();
     if (!got) return false;
     holds_lock_ = true;
-    LogInfo("sweeper: lock acquired; this process seals the audit trail and sweeps SLA states");
+    LogInfo("sweeper: lock acquired; this process sweeps SLA states");
     return true;
   } catch (const std::exception& e) {
     if (holds_lock_) LogWarning("sweeper: lock session lost: {}", e.what());
@@ -51,40 +50,32 @@ bool Sweeper::EnsureLock() {
   }
 }
 
-void Sweeper::RunOnce(bool sweep_sla) {
-  for (;;) {
-    const int sealed = WithTransaction(pool_, [](pqxx::work& txn) { return SealAuditBatch(txn, 1000); });
-    if (sealed < 1000) break;
-  }
-  if (sweep_sla) {
-    const int changed = store_.SweepSla(now_());
-    if (changed > 0) LogInfo("sweeper: {} requests changed sla state", changed);
-  }
+void Sweeper::RunOnce() {
+  const int changed = store_.SweepSla(now_());
+  if (changed > 0) LogInfo("sweeper: {} requests changed sla state", changed);
 }
 
 void Sweeper::Loop() {
-  const auto seal_every = std::chrono::milliseconds(config_.audit_seal_interval_ms);
   const auto sweep_every = std::chrono::milliseconds(config_.interval_ms);
-  auto next_sweep = std::chrono::steady_clock::now();
+  // A failed round is tried again sooner than the next regular one, and so is the lock while another process
+  // holds it (the holder may die at any time).
+  const auto retry_every = std::min(sweep_every, std::chrono::milliseconds(1000));
   for (;;) {
     {
       std::unique_lock lock(mu_);
       if (stopping_) return;
     }
+    auto wait = retry_every;
     if (EnsureLock()) {
-      const auto now = std::chrono::steady_clock::now();
-      const bool sweep = now >= next_sweep;
       try {
-        RunOnce(sweep);
-        if (sweep) next_sweep = now + sweep_every;
+        RunOnce();
+        wait = sweep_every;
       } catch (const std::exception& e) {
         LogWarning("sweeper: round failed: {}", e.what());
       }
     }
     std::unique_lock lock(mu_);
-    // Without the lock, try again less often: the holder may be alive for a long time.
-    cv_.wait_for(lock, HoldsLock() ? seal_every : std::max(seal_every, std::chrono::milliseconds(1000)),
-                 [this] { return stopping_; });
+    cv_.wait_for(lock, wait, [this] { return stopping_; });
     if (stopping_) return;
   }
 }

@@ -1,6 +1,6 @@
 // The sweeper: in exactly one process at a time (a PostgreSQL session advisory lock held on a connection of its
-// own), it seals new audit events into the hash chain and moves open requests' SLA state as days pass
-// (on_track -> at_risk -> breached). Any process may die: the lock dies with its session and another process's
+// own), it moves open requests' SLA state as days pass (on_track -> at_risk -> breached). (It also sealed the
+// audit trail until migration 0007; events are chained by the transactions that write them now.) Any process may die: the lock dies with its session and another process's
 // sweeper takes over on its next attempt. Start/Stop from one thread; HoldsLock is thread-safe.
 #pragma once
 #include <atomic>
@@ -30,8 +30,8 @@ class Sweeper {
   void Stop();
   bool HoldsLock() const { return holds_lock_.load(); }
 
-  // One round of work, for the loop and for tests: seal pending audit events; sweep SLA states when `sweep_sla`.
-  void RunOnce(bool sweep_sla);
+  // One round of work, for the loop and for tests: sweep SLA states.
+  void RunOnce();
 
  private:
   void Loop();

@@ -1,5 +1,5 @@
-// Unit tests for the pure part of daemon/audit.{h,cpp}: AuditHash and AuditGenesisHash. The chain in PostgreSQL is
-// covered by the integration tests.
+// Unit tests for the pure part of daemon/audit.{h,cpp}: the canonical form, AuditLeaf, AuditHash and
+// AuditGenesisHash. The chains in PostgreSQL are covered by the integration tests.
 //
 // Documented canonical form (audit.cpp): hash = SHA-256(prev_hash bytes, then for each field in the order id,
 // request_id, actor, action, at_us, detail: the field's length in decimal, ':', the field). id and at_us are
@@ -156,4 +156,22 @@ TEST_CASE("audit: numeric fields are hashed in decimal", "[audit]") {
   u.actor = "Zo\xc3\xab";
   CHECK(AuditHash(AuditGenesisHash(), u) ==
         rightsd::Sha256Raw(std::string(32, '\0') + "1:1" + "0:" + "4:Zo\xc3\xab" + "0:" + "1:0" + "0:"));
+}
+
+TEST_CASE("audit: a linked event's leaf is SHA-256 of the canonical form alone (known answers from Python hashlib)",
+          "[audit]") {
+  // The value migration 0007's trigger stores for the same fields; computed independently with
+  //   hashlib.sha256("".join(f"{len(x.encode())}:{x}" for x in fields).encode()).hexdigest()
+  CHECK(rightsd::ToHex(rightsd::AuditLeaf(Record())) ==
+        "f471db428556caef002534392c50947b692cc05fb9d61225a885fced5966c20f");
+  AuditRecord r;
+  r.id = 7;
+  r.actor = "admin:zo\xc3\xab";
+  r.action = "note";
+  r.at_us = -1;
+  r.detail = "{\"t\": \"\xf0\x9f\x98\x80\"}";
+  CHECK(rightsd::AuditCanonical(r) == "1:70:10:admin:zo\xc3\xab" "4:note2:-113:{\"t\": \"\xf0\x9f\x98\x80\"}");
+  CHECK(rightsd::ToHex(rightsd::AuditLeaf(r)) == "705018e6b15429a56c4733d83612365f7d4a784061358a837c4491d929e60dbc");
+  // The leaf is not the first chain's per-event hash with a genesis previous hash.
+  CHECK(rightsd::AuditLeaf(r) != AuditHash(AuditGenesisHash(), r));
 }
