@@ -594,14 +594,15 @@ void HttpApi::Routes() {
                                     "/callback_url");
                    }
                  }
-                 const CreateResult created = deps_.store.Create(parsed, who, key, now);
-                 auto record = deps_.store.Get(created.id, Allows(who.role, Permission::kReadIdentityValues));
+                 const bool values = Allows(who.role, Permission::kReadIdentityValues);
+                 CreateResult created = deps_.store.Create(parsed, who, key, now);
+                 std::optional<RequestRecord> record = std::move(created.record);
+                 if (!record) record = deps_.store.Get(created.id, values);
                  if (!record) throw ApiError(ErrorCode::kInternal, "the request vanished after it was written");
                  res.set_header("Location", "/v1/requests/" + created.id);
                  if (created.replayed) res.set_header("Idempotent-Replayed", "true");
                  SendJson(res, created.replayed ? 200 : 201,
-                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true,
-                                        Allows(who.role, Permission::kReadIdentityValues)));
+                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
                }));
 
   server_->Get("/v1/requests", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,

@@ -87,6 +87,10 @@ struct RequestRecord {
 struct CreateResult {
   std::string id;
   bool replayed = false;  // an earlier request with the same Idempotency-Key and body
+  // The new request as Get(id, true) would read it back (identity values, agent and corrections included), built
+  // from what was written and what the insert returned; none for a replay and for a request that fanned out at
+  // once (its tasks are read back instead).
+  std::optional<RequestRecord> record;
 };
 
 struct ListFilter {

@@ -1,6 +1,7 @@
 // The full HTTP flow against the real binary and a real PostgreSQL.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <thread>
 
 #include "harness.h"
@@ -235,4 +236,47 @@ TEST_CASE("api: healthz needs no token and unknown paths and methods get problem
   CHECK(unknown_id.status == 404);
   CHECK(d.Call("GET", "/v1/requests/not-a-uuid", env.token("admin")).status == 404);
   CHECK(d.Call("POST", "/v1/requests/00000000-0000-4000-8000-000000000000/cancel", env.token("admin")).status == 404);
+}
+
+TEST_CASE("api: the 201 answer of a new request is what a read of it shows, for every role and body shape",
+          "[api][integration]") {
+  // The POST answer is built from what was written (not read back): it must equal GET's answer byte for byte
+  // once parsed, whoever asks and whatever the body holds.
+  DaemonEnv env(true, "\n[callbacks]\nsecret_file = \"callbacks.secret\"\n");
+  std::ofstream(env.dir() / "callbacks.secret") << "0123456789abcdef0123456789abcdef-test-secret\n";
+  Daemon d(env);
+  REQUIRE(d.WaitReady());
+  const std::vector<std::string> bodies = {
+      kDelete,
+      R"({"type":"access","channel":"phone","received_at":"2026-01-02T23:59:59.000001Z",
+          "subject":{"identities":[{"kind":"email","value":"Zoë.O'Brien+x@Example.com"},
+                                   {"kind":"phone","value":"+1 (415) 555-0100"},{"kind":"mrn","value":"MRN-\"7\"\\z"}]},
+          "authorized_agent":{"name":"Agent Ümlaut","kind":"person","proof":"signed_permission"},
+          "callback_url":"http://127.0.0.1:9/hooks?x=1"})",
+      R"({"type":"correct","subject":{"identities":[{"kind":"email","value":"c@example.com"}]},
+          "corrections":[{"field":"postal_address","value":"1 Main St, Apt 2 😀 «ü»"},{"field":"phone","value":"+14155550101"}]})",
+  };
+  for (const std::string role : {"submitter", "admin"}) {
+    for (const auto& body : bodies) {
+      INFO(role << ": " << body);
+      const auto created = d.Call("POST", "/v1/requests", env.token(role), body);
+      INFO(created.body);
+      REQUIRE(created.status == 201);
+      const json answer = created.json();
+      const auto read = d.Call("GET", "/v1/requests/" + answer["id"].get<std::string>(), env.token(role));
+      REQUIRE(read.status == 200);
+      CHECK(answer == read.json());
+      CHECK(answer["history"].size() == 1);
+      if (role == "admin") CHECK(answer["identities"][0].contains("value"));
+      if (role == "submitter") CHECK_FALSE(answer["identities"][0].contains("value"));
+    }
+  }
+  // With an Idempotency-Key the answer is built the same way; its replay is read back, and equal too.
+  const httplib::Headers key{{"Idempotency-Key", "same-answer"}};
+  const auto first = d.Call("POST", "/v1/requests", env.token("admin"), bodies[1], key);
+  REQUIRE(first.status == 201);
+  const auto replay = d.Call("POST", "/v1/requests", env.token("admin"), bodies[1], key);
+  REQUIRE(replay.status == 200);
+  CHECK(first.json() == replay.json());
+  CHECK(d.Stop() == 0);
 }
