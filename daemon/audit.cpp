@@ -113,12 +113,12 @@ struct Verifier {
     long long expected_seq = 1;
     for (;;) {
       const auto links = txn.exec_params(
-          "SELECT seq, encode(prev_hash, 'hex'), encode(hash, 'hex'), encode(leaves, 'hex'), event_ids::text "
+          "SELECT seq, encode(hash, 'hex'), encode(leaves, 'hex'), event_ids::text "
           "FROM audit_links WHERE chain_id = $1 AND seq >= $2 ORDER BY seq LIMIT 500",
           chain, expected_seq);
       if (links.empty()) break;
       std::vector<std::vector<long long>> link_ids;
-      for (const auto& link : links) link_ids.push_back(ParseIdArray(link[4].c_str()));
+      for (const auto& link : links) link_ids.push_back(ParseIdArray(link[3].c_str()));
       for (std::size_t from = 0; from < links.size();) {
         std::size_t to = from;
         std::vector<long long> group_ids;
@@ -156,10 +156,7 @@ struct Verifier {
                                         "deleted)",
                                         chain, expected_seq, seq));
     }
-    if (Bytes(link[1]) != prev) {
-      return Fail(first_id, fmt::format("chain {} link {} does not link to the link before it", chain, seq));
-    }
-    const std::string leaves = Bytes(link[3]);
+    const std::string leaves = Bytes(link[2]);
     if (ids.empty() || leaves.size() != 32 * ids.size()) {
       return Fail(first_id, fmt::format("chain {} link {} was altered: its event list does not match its leaves",
                                         chain, seq));
@@ -174,8 +171,10 @@ struct Verifier {
         return Fail(ids[i], fmt::format("event {} was altered: its content does not match its hash", ids[i]));
       }
     }
+    // `prev` is the previous link's hash as recomputed here, so a mismatch is this link's own: its stored hash or
+    // leaves were changed (an altered event with its leaf recomputed to match ends here).
     const std::string hash = Sha256Raw(prev + leaves);
-    if (Bytes(link[2]) != hash) {
+    if (Bytes(link[1]) != hash) {
       return Fail(first_id, fmt::format("chain {} link {} was altered: its hash does not match its events", chain,
                                         seq));
     }
@@ -235,7 +234,9 @@ std::string AuditCanonical(const AuditRecord& r) {
 
 std::string AuditLeaf(const AuditRecord& r) { return Sha256Raw(AuditCanonical(r)); }
 
-std::string AuditHash(const std::string& prev_hash, const AuditRecord& r) { return Sha256Raw(prev_hash + AuditCanonical(r)); }
+std::string AuditHash(const std::string& prev_hash, const AuditRecord& r) {
+  return Sha256Raw(prev_hash + AuditCanonical(r));
+}
 
 void AppendAudit(pqxx::work& txn, const std::string& request_id, const std::string& actor, const std::string& action,
                  const nlohmann::json& detail) {

@@ -74,7 +74,7 @@ TEST_CASE("audit: an untouched trail verifies, every event in one link of its tr
                              env.db().Scalar("SELECT count(*) FROM audit_links")));
   // Links follow each other within a chain, and each head row is its chain's last link.
   CHECK(env.db().Scalar("SELECT count(*) FROM audit_links a JOIN audit_links b ON b.chain_id = a.chain_id AND "
-                        "b.seq = a.seq + 1 WHERE b.prev_hash <> a.hash") == "0");
+                        "b.seq = a.seq + 1 WHERE b.hash <> sha256(a.hash || b.leaves)") == "0");
   CHECK(env.db().Scalar("SELECT count(*) FROM audit_chains c WHERE c.seq > 0 AND c.hash <> (SELECT l.hash FROM "
                         "audit_links l WHERE l.chain_id = c.chain_id AND l.seq = c.seq)") == "0");
   CHECK(env.db().Scalar("SELECT count(*) FROM audit_chains") == "64");
@@ -88,7 +88,7 @@ TEST_CASE("audit: events and links refuse updates, deletes and truncation", "[au
   auto conn = env.db().Connect();
   for (const char* sql : {"UPDATE audit_events SET actor = 'mallory' WHERE id = 1",
                           "UPDATE audit_events SET chain_seq = 99 WHERE id = 1", "DELETE FROM audit_events WHERE id = 2",
-                          "TRUNCATE audit_events", "UPDATE audit_links SET hash = prev_hash",
+                          "TRUNCATE audit_events", "UPDATE audit_links SET hash = leaves",
                           "DELETE FROM audit_links", "TRUNCATE audit_links"}) {
     pqxx::work txn(*conn);
     INFO(sql);

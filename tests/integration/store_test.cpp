@@ -123,7 +123,7 @@ TEST_CASE("audit: each statement's events are one link of the session's chain, w
                     "FROM audit_links") == "t");
   // Within a chain each link continues the one before it.
   CHECK(f.db.Scalar("SELECT count(*) FROM audit_links a JOIN audit_links b ON b.chain_id = a.chain_id AND "
-                    "b.seq = a.seq + 1 WHERE b.prev_hash <> a.hash") == "0");
+                    "b.seq = a.seq + 1 WHERE b.hash <> sha256(a.hash || b.leaves)") == "0");
   auto conn = f.db.Connect();
   const auto result = VerifyAuditChain(*conn);
   INFO(result.problem);
