@@ -120,20 +120,48 @@ std::string ArrayLiteral(const std::vector<std::string>& items) {
   return out + "}";
 }
 
-// A new request, its identities and its "created" audit event in one statement: atomic without a transaction
-// block, one round trip (tests/bench/intake-pgbench.sql replays it).
-const std::string kCreateRequestSql =
-    "WITH request AS (INSERT INTO requests (id, type, status, received_at, received_on, channel, agent_sealed, "
-    "corrections_sealed, acknowledge_by, respond_by, sla_state, sla_next_change, created_by, callback_url) VALUES "
-    "($1::uuid, $2, $3, $4::timestamptz, $5::date, $6, decode($7, 'hex'), decode($8, 'hex'), $9::date, $10::date, "
-    "$11, $12::date, $13, $14)), "
+// A PostgreSQL array literal whose elements may be NULL.
+std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (!items[i]) {
+      out += "NULL";
+      continue;
+    }
+    out += '"';
+    for (char c : *items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+// New requests, their identities and their "created" audit events in one statement: atomic without a transaction
+// block, one round trip for however many requests (tests/bench/intake-pgbench.sql replays it for one). Requests come
+// as parallel arrays ($1-$15), identities as parallel arrays naming their request ($16-$20). Returned, per request:
+// what only the database knows -- the event's id and time, and now() (the row's updated_at).
+const std::string kCreateRequestsSql =
+    "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::date[], "
+    "$6::text[], $7::text[], $8::text[], $9::date[], $10::date[], $11::text[], $12::date[], $13::text[], $14::text[], "
+    "$15::text[]) WITH ORDINALITY AS x(id, type, status, received_at, received_on, channel, agent_sealed, "
+    "corrections_sealed, acknowledge_by, respond_by, sla_state, sla_next_change, created_by, callback_url, detail, "
+    "n)), "
+    "request AS (INSERT INTO requests (id, type, status, received_at, received_on, channel, agent_sealed, "
+    "corrections_sealed, acknowledge_by, respond_by, sla_state, sla_next_change, created_by, callback_url) "
+    "SELECT id, type, status, received_at, received_on, channel, decode(agent_sealed, 'hex'), "
+    "decode(corrections_sealed, 'hex'), acknowledge_by, respond_by, sla_state, sla_next_change, created_by, "
+    "callback_url FROM input ORDER BY n), "
     "identities AS (INSERT INTO request_identities (request_id, ordinal, kind, lookup_hash, value_sealed) "
-    "SELECT $1::uuid, (x.n - 1)::smallint, x.kind, decode(x.lookup_hash, 'hex'), decode(x.value_sealed, 'hex') "
-    "FROM unnest($15::text[], $16::text[], $17::text[]) WITH ORDINALITY AS x(kind, lookup_hash, value_sealed, n)), "
-    "audit AS (INSERT INTO audit_events (request_id, actor, action, detail) VALUES ($1::uuid, $13, 'created', "
-    "$18::jsonb) RETURNING id, (extract(epoch from at) * 1000000)::bigint AS at_us) "
-    // What the 201 answer needs and only the database knows: the event's id and time, the row's updated_at.
-    "SELECT a.id, a.at_us, (extract(epoch from now()) * 1000000)::bigint FROM audit a";
+    "SELECT y.request_id, y.ordinal, y.kind, decode(y.lookup_hash, 'hex'), decode(y.value_sealed, 'hex') "
+    "FROM unnest($16::uuid[], $17::smallint[], $18::text[], $19::text[], $20::text[]) "
+    "AS y(request_id, ordinal, kind, lookup_hash, value_sealed)), "
+    "audit AS (INSERT INTO audit_events (request_id, actor, action, detail) SELECT id, created_by, 'created', "
+    "detail::jsonb FROM input ORDER BY n RETURNING request_id, id, (extract(epoch from at) * 1000000)::bigint AS "
+    "at_us) "
+    "SELECT a.request_id::text, a.id, a.at_us, (extract(epoch from now()) * 1000000)::bigint FROM audit a";
 
 }  // namespace
 
@@ -145,114 +173,155 @@ LocalDate Store::Today(Timestamp now) const {
   return calendar_.LocalDateOf(std::chrono::time_point_cast<std::chrono::system_clock::duration>(now));
 }
 
-CreateResult Store::Create(const NewRequest& req, const Principal& by, const std::optional<std::string>& idem_key,
-                           Timestamp now) {
-  const std::string id = NewUuid();
-  const Timestamp received_at = req.received_at.value_or(now);
-  const LocalDate received_on =
-      calendar_.LocalDateOf(std::chrono::time_point_cast<std::chrono::system_clock::duration>(received_at));
-  const Deadlines deadlines = ComputeDeadlines(req.type, received_on, false, calendar_);
-  // Opt-out and limit need no verifiable request (11 CCR §7060(b), §7027(e)): work starts at once.
-  const bool needs_verification = HasAcknowledgement(req.type);
-  const RequestStatus status = needs_verification ? RequestStatus::kReceived : RequestStatus::kInProgress;
-  const SlaFacts facts{req.type, status, received_on, deadlines, false, std::nullopt, std::nullopt};
-  const SlaView sla = EvaluateSla(facts, Today(now), at_risk_days_);
-
-  std::optional<std::string> agent_sealed;
-  if (req.authorized_agent) agent_sealed = ToHex(cipher_.Seal(req.authorized_agent->dump(), SealContext(id, "agent")));
-  std::optional<std::string> corrections_sealed;
-  if (!req.corrections.empty()) {
-    json list = json::array();
-    for (const auto& c : req.corrections) list.push_back({{"field", c.field}, {"value", c.value}});
-    corrections_sealed = ToHex(cipher_.Seal(list.dump(), SealContext(id, "corrections")));
-  }
-  const std::string body_hash = ToHex(cipher_.LookupHash("idempotency", req.canonical));
+PreparedRequest Store::Prepare(const NewRequest& req, const Principal& by, Timestamp now) const {
   if (req.callback_url && !callbacks_enabled_) {
     throw ApiError(ErrorCode::kInvalidField, "status callbacks are not configured on this server", "/callback_url");
   }
+  PreparedRequest p;
+  RequestRecord& r = p.record;
+  r.id = NewUuid();
+  r.type = req.type;
+  r.received_at = req.received_at.value_or(now);
+  r.received_on =
+      calendar_.LocalDateOf(std::chrono::time_point_cast<std::chrono::system_clock::duration>(r.received_at));
+  r.deadlines = ComputeDeadlines(req.type, r.received_on, false, calendar_);
+  // Opt-out and limit need no verifiable request (11 CCR §7060(b), §7027(e)): work starts at once.
+  const bool needs_verification = HasAcknowledgement(req.type);
+  r.status = needs_verification ? RequestStatus::kReceived : RequestStatus::kInProgress;
+  p.creates_tasks = r.status == RequestStatus::kInProgress;
+  const SlaView sla = EvaluateSla(r.Facts(), Today(now), at_risk_days_);
+  r.stored_sla_state = sla.state;
+  p.next_change = DateText(sla.next_change);
+  r.channel = req.channel;
+  r.created_by = by.name;
+  r.callback_url = req.callback_url;
+  r.authorized_agent = req.authorized_agent;
+  r.corrections = req.corrections;
 
-  // Everything but the SQL is done before a connection is taken: seals, hashes, the audit detail.
-  const auto ack_by = DateText(deadlines.acknowledge_by);
-  const auto next_change = DateText(sla.next_change);
-  std::vector<std::string> kinds_list, hashes, seals;
+  if (req.authorized_agent) {
+    p.agent_sealed = ToHex(cipher_.Seal(req.authorized_agent->dump(), SealContext(r.id, "agent")));
+  }
+  if (!req.corrections.empty()) {
+    json list = json::array();
+    for (const auto& c : req.corrections) list.push_back({{"field", c.field}, {"value", c.value}});
+    p.corrections_sealed = ToHex(cipher_.Seal(list.dump(), SealContext(r.id, "corrections")));
+  }
+  p.body_hash = ToHex(cipher_.LookupHash("idempotency", req.canonical));
   json kinds = json::array();
   for (std::size_t i = 0; i < req.identities.size(); ++i) {
     const auto& identity = req.identities[i];
-    const std::string context = SealContext(id, fmt::format("identity:{}:{}", i, identity.kind));
-    kinds_list.push_back(identity.kind);
-    hashes.push_back(ToHex(cipher_.LookupHash(identity.kind, NormalizeIdentity(identity.kind, identity.value))));
-    seals.push_back(ToHex(cipher_.Seal(identity.value, context)));
+    p.lookup_hashes.push_back(
+        ToHex(cipher_.LookupHash(identity.kind, NormalizeIdentity(identity.kind, identity.value))));
+    p.seals.push_back(ToHex(cipher_.Seal(identity.value, SealContext(r.id, fmt::format("identity:{}:{}", i,
+                                                                                         identity.kind)))));
     kinds.push_back(identity.kind);
+    r.identities.push_back(IdentityView{identity.kind, identity.value});
   }
+  const auto ack_by = DateText(r.deadlines.acknowledge_by);
   json detail = {{"type", ToString(req.type)},
-                 {"status", ToString(status)},
+                 {"status", ToString(r.status)},
                  {"channel", req.channel},
                  {"identity_kinds", kinds},
-                 {"received_at", FormatRfc3339(received_at)},
-                 {"respond_by", FormatDate(deadlines.respond_by)},
+                 {"received_at", FormatRfc3339(r.received_at)},
+                 {"respond_by", FormatDate(r.deadlines.respond_by)},
                  {"acknowledge_by", ack_by ? json(*ack_by) : json()},
                  {"authorized_agent", req.authorized_agent.has_value()}};
   if (!needs_verification) detail["verification"] = "not_required";
-  const std::string kinds_array = ArrayLiteral(kinds_list), hashes_array = ArrayLiteral(hashes),
-                    seals_array = ArrayLiteral(seals);
-  const std::string detail_text = detail.dump(-1, ' ', false, json::error_handler_t::replace);
-  // The answer to the POST is the request as a read would show it. It is all known here but for three values the
-  // insert returns, so it is built rather than read back: one round trip instead of two per request.
-  const auto written = [&](const pqxx::result& returned) {
-    RequestRecord r;
-    r.id = id;
-    r.type = req.type;
-    r.status = status;
-    r.received_at = received_at;
-    r.received_on = received_on;
-    r.channel = req.channel;
-    r.deadlines = deadlines;
-    r.stored_sla_state = sla.state;
-    r.created_by = by.name;
-    r.updated_at = FromMicros(returned[0][2].as<long long>());
-    r.callback_url = req.callback_url;
-    for (const auto& identity : req.identities) r.identities.push_back(IdentityView{identity.kind, identity.value});
-    r.history.push_back(HistoryEntry{returned[0][0].as<long long>(), FromMicros(returned[0][1].as<long long>()),
-                                     by.name, "created", detail});
-    r.authorized_agent = req.authorized_agent;
-    r.corrections = req.corrections;
-    return r;
+  p.detail_text = detail.dump(-1, ' ', false, json::error_handler_t::replace);
+  r.history.push_back(HistoryEntry{0, Timestamp{}, by.name, "created", std::move(detail)});
+  return p;
+}
+
+void Store::Insert(const std::vector<PreparedRequest*>& requests, pqxx::transaction_base* txn) {
+  if (requests.empty()) return;
+  std::vector<std::string> ids, types, statuses, received_at, received_on, channels, respond_by, sla_states,
+      created_by, details, identity_requests, ordinals, kinds, hashes, seals;
+  std::vector<std::optional<std::string>> agents, corrections, ack_by, next_changes, callback_urls;
+  for (const PreparedRequest* p : requests) {
+    const RequestRecord& r = p->record;
+    ids.push_back(r.id);
+    types.emplace_back(ToString(r.type));
+    statuses.emplace_back(ToString(r.status));
+    received_at.push_back(FormatRfc3339(r.received_at));
+    received_on.push_back(FormatDate(r.received_on));
+    channels.push_back(r.channel);
+    agents.push_back(p->agent_sealed);
+    corrections.push_back(p->corrections_sealed);
+    ack_by.push_back(DateText(r.deadlines.acknowledge_by));
+    respond_by.push_back(FormatDate(r.deadlines.respond_by));
+    sla_states.emplace_back(ToString(r.stored_sla_state));
+    next_changes.push_back(p->next_change);
+    created_by.push_back(r.created_by);
+    callback_urls.push_back(r.callback_url);
+    details.push_back(p->detail_text);
+    for (std::size_t i = 0; i < r.identities.size(); ++i) {
+      identity_requests.push_back(r.id);
+      ordinals.push_back(std::to_string(i));
+      kinds.push_back(r.identities[i].kind);
+      hashes.push_back(p->lookup_hashes[i]);
+      seals.push_back(p->seals[i]);
+    }
+  }
+  const auto run = [&](pqxx::transaction_base& t) {
+    return ExecPrepared(t, "create_requests", kCreateRequestsSql, ArrayLiteral(ids), ArrayLiteral(types),
+                        ArrayLiteral(statuses), ArrayLiteral(received_at), ArrayLiteral(received_on),
+                        ArrayLiteral(channels), ArrayLiteral(agents), ArrayLiteral(corrections), ArrayLiteral(ack_by),
+                        ArrayLiteral(respond_by), ArrayLiteral(sla_states), ArrayLiteral(next_changes),
+                        ArrayLiteral(created_by), ArrayLiteral(callback_urls), ArrayLiteral(details),
+                        ArrayLiteral(identity_requests), ArrayLiteral(ordinals), ArrayLiteral(kinds),
+                        ArrayLiteral(hashes), ArrayLiteral(seals));
   };
-  auto insert = [&](pqxx::transaction_base& txn) {
-    return ExecPrepared(txn, "create_request", kCreateRequestSql, id, std::string(ToString(req.type)),
-                        std::string(ToString(status)), FormatRfc3339(received_at), FormatDate(received_on),
-                        req.channel, OrNull(agent_sealed), OrNull(corrections_sealed), OrNull(ack_by),
-                        FormatDate(deadlines.respond_by), std::string(ToString(sla.state)), OrNull(next_change),
-                        by.name, OrNull(req.callback_url), kinds_array, hashes_array, seals_array, detail_text);
-  };
-  const bool creates_tasks = status == RequestStatus::kInProgress;
-  if (!idem_key && !creates_tasks) {
-    const auto returned = WithSingleWrite(pool_, [&](pqxx::nontransaction& txn) { return insert(txn); });
-    return CreateResult{id, false, written(returned)};
+  const pqxx::result returned =
+      txn ? run(*txn) : WithSingleWrite(pool_, [&](pqxx::nontransaction& t) { return run(t); });
+  std::map<std::string, const pqxx::row*> by_id;
+  std::vector<pqxx::row> rows(returned.begin(), returned.end());
+  for (const auto& row : rows) by_id.emplace(row[0].as<std::string>(), &row);
+  for (PreparedRequest* p : requests) {
+    const auto it = by_id.find(p->record.id);
+    if (it == by_id.end()) throw std::runtime_error("a new request's created event was not returned");
+    const pqxx::row& row = *it->second;
+    HistoryEntry& created = p->record.history.front();
+    created.id = row[1].as<long long>();
+    created.at = FromMicros(row[2].as<long long>());
+    p->record.updated_at = FromMicros(row[3].as<long long>());
+  }
+}
+
+CreateResult Store::Create(const NewRequest& req, const Principal& by, const std::optional<std::string>& idem_key,
+                           Timestamp now) {
+  // Everything but the SQL is done before a connection is taken. The answer to the POST is the request as a read
+  // would show it, built from what was written rather than read back: one round trip per request, not two.
+  PreparedRequest p = Prepare(req, by, now);
+  const std::string id = p.record.id;
+  if (!idem_key && !p.creates_tasks) {
+    Insert({&p});
+    return CreateResult{id, false, std::move(p.record)};
   }
   return WithTransaction(pool_, [&](pqxx::work& txn) -> CreateResult {
     if (idem_key) {
       const auto inserted = txn.exec_params(
           "INSERT INTO idempotency_keys (client, key, body_hash, request_id) VALUES ($1, $2, decode($3, 'hex'), "
           "$4::uuid) ON CONFLICT DO NOTHING",
-          by.name, *idem_key, body_hash, id);
+          by.name, *idem_key, p.body_hash, id);
       if (inserted.affected_rows() == 0) {
         const auto first = txn.exec_params1(
             "SELECT encode(body_hash, 'hex'), request_id::text FROM idempotency_keys WHERE client = $1 AND key = $2",
             by.name, *idem_key);
-        if (first[0].as<std::string>() != body_hash) {
+        if (first[0].as<std::string>() != p.body_hash) {
           throw ApiError(ErrorCode::kIdempotencyMismatch,
                          "this Idempotency-Key was already used with a different body", "Idempotency-Key");
         }
         return CreateResult{first[1].as<std::string>(), true, std::nullopt};
       }
     }
-    const auto returned = insert(txn);
-    if (creates_tasks) {
-      InsertTasks(txn, id, req.type, deadlines.respond_by);
+    // A retried transaction writes the same request again: Insert only completes the record.
+    PreparedRequest attempt = p;
+    Insert({&attempt}, &txn);
+    if (attempt.creates_tasks) {
+      InsertTasks(txn, id, req.type, attempt.record.deadlines.respond_by);
       return CreateResult{id, false, std::nullopt};
     }
-    return CreateResult{id, false, written(returned)};
+    return CreateResult{id, false, std::move(attempt.record)};
   });
 }
 
@@ -940,25 +1009,6 @@ PlannedOutcome PlanOutcome(const ClaimedTask& task, const Outcome& outcome, cons
   }
   if (!outcome.receipt.is_null() && !outcome.receipt.empty()) p.receipt = outcome.receipt.dump();
   return p;
-}
-
-// A PostgreSQL array literal whose elements may be NULL.
-std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ',';
-    if (!items[i]) {
-      out += "NULL";
-      continue;
-    }
-    out += '"';
-    for (char c : *items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
 }
 
 std::string AuditText(const json& detail) { return detail.dump(-1, ' ', false, json::error_handler_t::replace); }

@@ -84,6 +84,19 @@ struct RequestRecord {
   SlaFacts Facts() const;
 };
 
+// A new request with everything worked out that needs no database: its id, deadlines and SLA state, the seals and
+// look-up hashes of its identities, its sealed agent and corrections, its audit detail, and its record as a read
+// would show it but for the three values the insert returns (updated_at, the created event's id and time). Made by
+// Store::Prepare without a connection; written by Store::Insert, many in one statement.
+struct PreparedRequest {
+  RequestRecord record;
+  bool creates_tasks = false;  // opt-out and limit fan out at once
+  std::string body_hash;       // hex: what an Idempotency-Key is checked against
+  std::optional<std::string> agent_sealed, corrections_sealed, next_change;
+  std::vector<std::string> lookup_hashes, seals;  // hex, one per identity
+  std::string detail_text;                        // the created event's detail
+};
+
 struct CreateResult {
   std::string id;
   bool replayed = false;  // an earlier request with the same Idempotency-Key and body
@@ -178,6 +191,11 @@ class Store {
         callbacks_enabled_(callbacks_enabled) {}
 
   // Throws ApiError(kIdempotencyMismatch) when the key was used with another body.
+  PreparedRequest Prepare(const NewRequest& request, const Principal& by, Timestamp now) const;
+  // Writes new requests, their identities and their created events in one statement (atomic without a transaction
+  // block; in the caller's transaction if given), and completes each record with what the insert returned. All or
+  // nothing: on failure it throws and nothing was written. Tasks and Idempotency-Keys are the caller's.
+  void Insert(const std::vector<PreparedRequest*>& requests, pqxx::transaction_base* txn = nullptr);
   CreateResult Create(const NewRequest& request, const Principal& by, const std::optional<std::string>& idempotency_key,
                       Timestamp now);
   std::optional<RequestRecord> Get(const std::string& id, bool with_values);
