@@ -87,7 +87,8 @@ json RenderRequest(const RequestRecord& r, LocalDate today, int at_risk_days, bo
   }
   json history = json::array();
   for (const auto& h : r.history) {
-    history.push_back({{"at", FormatRfc3339(h.at)}, {"actor", h.actor}, {"action", h.action}, {"detail", h.detail}});
+    history.push_back({{"at", FormatRfc3339(h.at)}, {"actor", h.actor}, {"action", h.action},
+                       {"detail", json::parse(h.detail.text)}});
   }
   out["history"] = history;
   json tasks = json::array();
@@ -99,7 +100,7 @@ json RenderRequest(const RequestRecord& r, LocalDate today, int at_risk_days, bo
                      {"attempts", t.attempts},
                      {"next_attempt_at", TimeOrNull(t.next_attempt_at)},
                      {"last_error", t.last_error ? json(*t.last_error) : json()},
-                     {"outcome", t.receipt},
+                     {"outcome", t.receipt.text.empty() ? json() : json::parse(t.receipt.text)},
                      {"finished_at", TimeOrNull(t.finished_at)}});
   }
   out["tasks"] = tasks;
@@ -829,7 +830,7 @@ void HttpApi::Routes() {
                                    {"at", FormatRfc3339(e.at)},
                                    {"actor", e.actor},
                                    {"action", e.action},
-                                   {"detail", e.detail}});
+                                   {"detail", json::parse(e.detail.text)}});
                 }
                 SendJson(res, 200, {{"items", items}});
               }));
