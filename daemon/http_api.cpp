@@ -159,7 +159,10 @@ std::string OpenSslError() {
 
 }  // namespace
 
-HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)), buckets_(deps_.rate_per_second, deps_.burst) {
+HttpApi::HttpApi(Deps deps)
+    : deps_(std::move(deps)),
+      reader_([this](std::span<const ReadKey> keys) { return deps_.store.GetMany(keys); }, RequestReader::Options{}),
+      buckets_(deps_.rate_per_second, deps_.burst) {
   if (deps_.http.tls()) {
     const std::string cert = deps_.http.tls_cert_file.string();
     const std::string key = deps_.http.tls_key_file.string();
@@ -541,7 +544,7 @@ void HttpApi::Routes() {
                    }
                  }
                  const CreateResult created = deps_.store.Create(parsed, who, key, now);
-                 auto record = deps_.store.Get(created.id, Allows(who.role, Permission::kReadIdentityValues));
+                 auto record = reader_.Get(created.id, Allows(who.role, Permission::kReadIdentityValues));
                  if (!record) throw ApiError(ErrorCode::kInternal, "the request vanished after it was written");
                  res.set_header("Location", "/v1/requests/" + created.id);
                  if (created.replayed) res.set_header("Idempotent-Replayed", "true");
@@ -623,7 +626,7 @@ void HttpApi::Routes() {
                   omit = true;
                 }
                 const bool values = Allows(who.role, Permission::kReadIdentityValues) && !omit;
-                auto record = deps_.store.Get(req.matches[1].str(), values);
+                auto record = reader_.Get(req.matches[1].str(), values);
                 if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
                 SendJsonText(res, 200,
                              RenderRequestJson(*record, deps_.store.Today(deps_.now()), deps_.store.at_risk_days(),
@@ -663,7 +666,7 @@ void HttpApi::Routes() {
                  const Timestamp now = deps_.now();
                  deps_.store.Apply(id, action, who, now);
                  const bool values = Allows(who.role, Permission::kReadIdentityValues);
-                 auto record = deps_.store.Get(id, values);
+                 auto record = reader_.Get(id, values);
                  if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
                  SendJsonText(res, 200,
                               RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
@@ -681,7 +684,7 @@ void HttpApi::Routes() {
                  const std::string id = req.matches[1].str();
                  const Timestamp now = deps_.now();
                  deps_.store.Apply(id, action, who, now);
-                 auto record = deps_.store.Get(id, true);
+                 auto record = reader_.Get(id, true);
                  if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
                  SendJsonText(res, 200,
                               RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, true));
@@ -706,7 +709,7 @@ void HttpApi::Routes() {
                    deps_.store.CompleteTaskManually(id, task, input.outcome, input.note, who, now);
                  }
                  const bool values = Allows(who.role, Permission::kReadIdentityValues);
-                 auto record = deps_.store.Get(id, values);
+                 auto record = reader_.Get(id, values);
                  if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
                  SendJsonText(res, 200,
                               RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
