@@ -317,8 +317,13 @@ std::optional<RequestRecord> Store::Get(const std::string& id, bool with_values)
   return std::move(results[0].record);
 }
 
-std::vector<ReadResult> Store::GetMany(std::span<const ReadKey> keys) {
+const std::string& Store::GetManyStatement() {
   static const std::string sql = GetManySql();
+  return sql;
+}
+
+std::vector<ReadResult> Store::GetMany(std::span<const ReadKey> keys) {
+  const std::string& sql = GetManyStatement();
   // One slot per distinct (id, with_values): a request read both with and without values is decoded twice, so
   // that a record without values never held them.
   struct Slot {

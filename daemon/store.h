@@ -203,6 +203,9 @@ class Store {
   // the order of `keys`, an id that is not a UUID simply not found. Throws ApiError(kUnavailable) for the whole
   // batch when the database is away or the statement timed out.
   std::vector<ReadResult> GetMany(std::span<const ReadKey> keys);
+  // GetMany's statement ($1: the ids as a text[] literal, $2: whether any caller may see values), for the tests
+  // that check its plan and that tests/bench/intake-pgbench.sql replays it.
+  static const std::string& GetManyStatement();
   ListPage List(const ListFilter& filter);
   SlaSummary Summary();
   // The database's figures for GET /metrics. Reads open requests (partial index) and unfinished tasks only.
