@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "report.h"
+#include "request_render.h"
 
 namespace rightsd {
 
@@ -42,70 +43,15 @@ void SendJson(httplib::Response& res, int status, const json& body) {
   res.set_content(Dump(body), "application/json");
 }
 
-json DateOrNull(const std::optional<LocalDate>& d) { return d ? json(FormatDate(*d)) : json(); }
-json TimeOrNull(const std::optional<Timestamp>& t) { return t ? json(FormatRfc3339(*t)) : json(); }
-
-json RenderRequest(const RequestRecord& r, LocalDate today, int at_risk_days, bool full, bool with_values) {
-  const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days);
-  json out = {
-      {"id", r.id},
-      {"type", ToString(r.type)},
-      {"status", ToString(r.status)},
-      {"received_at", FormatRfc3339(r.received_at)},
-      {"channel", r.channel},
-      {"sla",
-       {{"acknowledge_by", DateOrNull(r.deadlines.acknowledge_by)},
-        {"respond_by", FormatDate(r.deadlines.respond_by)},
-        {"extended", r.extended},
-        {"state", ToString(sla.state)},
-        {"days_left", sla.days_left ? json(*sla.days_left) : json()}}},
-      {"acknowledged_at", TimeOrNull(r.acknowledged_at)},
-      {"verified_at", TimeOrNull(r.verified_at)},
-      {"verification", r.verification},
-      {"extension_reason", r.extension_reason ? json(*r.extension_reason) : json()},
-      {"closed_at", TimeOrNull(r.closed_at)},
-      {"denial", r.denial_reason ? json{{"reason", ToString(*r.denial_reason)},
-                                        {"detail", r.denial_detail.value_or("")}}
-                                 : json()},
-      {"created_by", r.created_by},
-      {"updated_at", FormatRfc3339(r.updated_at)},
-      {"purged_at", TimeOrNull(r.purged_at)},
-  };
-  if (!full) return out;
-  json identities = json::array();
-  for (const auto& i : r.identities) {
-    json item = {{"kind", i.kind}};
-    if (with_values) item["value"] = i.value ? json(*i.value) : json();
-    identities.push_back(item);
-  }
-  out["identities"] = identities;
-  if (with_values) {
-    out["authorized_agent"] = r.authorized_agent ? *r.authorized_agent : json();
-    json corrections = json::array();
-    for (const auto& c : r.corrections) corrections.push_back({{"field", c.field}, {"value", c.value}});
-    out["corrections"] = corrections;
-  }
-  json history = json::array();
-  for (const auto& h : r.history) {
-    history.push_back({{"at", FormatRfc3339(h.at)}, {"actor", h.actor}, {"action", h.action}, {"detail", h.detail}});
-  }
-  out["history"] = history;
-  json tasks = json::array();
-  for (const auto& t : r.tasks) {
-    tasks.push_back({{"id", t.id},
-                     {"system", t.system},
-                     {"action", t.action},
-                     {"state", t.state},
-                     {"attempts", t.attempts},
-                     {"next_attempt_at", TimeOrNull(t.next_attempt_at)},
-                     {"last_error", t.last_error ? json(*t.last_error) : json()},
-                     {"outcome", t.receipt},
-                     {"finished_at", TimeOrNull(t.finished_at)}});
-  }
-  out["tasks"] = tasks;
-  out["callback_url"] = r.callback_url ? json(*r.callback_url) : json();
-  return out;
+// An answer rendered as text already (request_render.h): moved into the response, not copied.
+void SendJsonText(httplib::Response& res, int status, std::string body) {
+  res.status = status;
+  res.body = std::move(body);
+  res.headers.erase("Content-Type");
+  res.set_header("Content-Type", "application/json");
 }
+
+json DateOrNull(const std::optional<LocalDate>& d) { return d ? json(FormatDate(*d)) : json(); }
 
 std::string EncodeCursor(const std::pair<LocalDate, std::string>& c) {
   const std::string raw = FormatDate(c.first) + "|" + c.second;
@@ -213,7 +159,10 @@ std::string OpenSslError() {
 
 }  // namespace
 
-HttpApi::HttpApi(Deps deps) : deps_(std::move(deps)), buckets_(deps_.rate_per_second, deps_.burst) {
+HttpApi::HttpApi(Deps deps)
+    : deps_(std::move(deps)),
+      reader_([this](std::span<const ReadKey> keys) { return deps_.store.GetMany(keys); }, RequestReader::Options{}),
+      buckets_(deps_.rate_per_second, deps_.burst) {
   if (deps_.http.tls()) {
     const std::string cert = deps_.http.tls_cert_file.string();
     const std::string key = deps_.http.tls_key_file.string();
@@ -596,13 +545,15 @@ void HttpApi::Routes() {
                  }
                  const bool values = Allows(who.role, Permission::kReadIdentityValues);
                  CreateResult created = deps_.store.Create(parsed, who, key, now);
+                 // Built from what was written (no read-back), but for a replay and a request that fanned out.
                  std::optional<RequestRecord> record = std::move(created.record);
-                 if (!record) record = deps_.store.Get(created.id, values);
+                 if (!record) record = reader_.Get(created.id, values);
                  if (!record) throw ApiError(ErrorCode::kInternal, "the request vanished after it was written");
                  res.set_header("Location", "/v1/requests/" + created.id);
                  if (created.replayed) res.set_header("Idempotent-Replayed", "true");
-                 SendJson(res, created.replayed ? 200 : 201,
-                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
+                 SendJsonText(res, created.replayed ? 200 : 201,
+                              RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true,
+                                                values));
                }));
 
   server_->Get("/v1/requests", guarded(Permission::kReadRequests, [this, check_params](const Req& req, Res& res,
@@ -646,11 +597,23 @@ void HttpApi::Routes() {
                 }
                 const ListPage page = deps_.store.List(filter);
                 const LocalDate today = deps_.store.Today(deps_.now());
-                json items = json::array();
+                std::string body;
+                JsonWriter w(body);
+                w.BeginObject();
+                w.Key("items");
+                w.BeginArray();
                 for (const auto& r : page.items) {
-                  items.push_back(RenderRequest(r, today, deps_.store.at_risk_days(), false, false));
+                  WriteRequestJson(w, r, today, deps_.store.at_risk_days(), false, false);
                 }
-                SendJson(res, 200, {{"items", items}, {"next_cursor", page.next ? json(EncodeCursor(*page.next)) : json()}});
+                w.EndArray();
+                w.Key("next_cursor");
+                if (page.next) {
+                  w.String(EncodeCursor(*page.next));
+                } else {
+                  w.Null();
+                }
+                w.EndObject();
+                SendJsonText(res, 200, std::move(body));
               }));
 
   server_->Get(R"(/v1/requests/([^/]+))",
@@ -666,11 +629,11 @@ void HttpApi::Routes() {
                   omit = true;
                 }
                 const bool values = Allows(who.role, Permission::kReadIdentityValues) && !omit;
-                auto record = deps_.store.Get(req.matches[1].str(), values);
+                auto record = reader_.Get(req.matches[1].str(), values);
                 if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-                SendJson(res, 200,
-                         RenderRequest(*record, deps_.store.Today(deps_.now()), deps_.store.at_risk_days(), true,
-                                       values));
+                SendJsonText(res, 200,
+                             RenderRequestJson(*record, deps_.store.Today(deps_.now()), deps_.store.at_risk_days(),
+                                               true, values));
               }));
 
   server_->Post(R"(/v1/requests/([^/]+)/(acknowledge|verify|extend|deny|cancel))",
@@ -706,10 +669,10 @@ void HttpApi::Routes() {
                  const Timestamp now = deps_.now();
                  deps_.store.Apply(id, action, who, now);
                  const bool values = Allows(who.role, Permission::kReadIdentityValues);
-                 auto record = deps_.store.Get(id, values);
+                 auto record = reader_.Get(id, values);
                  if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-                 SendJson(res, 200,
-                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
+                 SendJsonText(res, 200,
+                              RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
                }));
 
   server_->Post(R"(/v1/requests/([^/]+)/complete)",
@@ -724,9 +687,10 @@ void HttpApi::Routes() {
                  const std::string id = req.matches[1].str();
                  const Timestamp now = deps_.now();
                  deps_.store.Apply(id, action, who, now);
-                 auto record = deps_.store.Get(id, true);
+                 auto record = reader_.Get(id, true);
                  if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-                 SendJson(res, 200, RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, true));
+                 SendJsonText(res, 200,
+                              RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, true));
                }));
 
   server_->Post(R"(/v1/requests/([^/]+)/tasks/([^/]+)/(retry|complete))",
@@ -748,10 +712,10 @@ void HttpApi::Routes() {
                    deps_.store.CompleteTaskManually(id, task, input.outcome, input.note, who, now);
                  }
                  const bool values = Allows(who.role, Permission::kReadIdentityValues);
-                 auto record = deps_.store.Get(id, values);
+                 auto record = reader_.Get(id, values);
                  if (!record) throw ApiError(ErrorCode::kNotFound, "no request with this id");
-                 SendJson(res, 200,
-                          RenderRequest(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
+                 SendJsonText(res, 200,
+                              RenderRequestJson(*record, deps_.store.Today(now), deps_.store.at_risk_days(), true, values));
                }));
 
   server_->Get(R"(/v1/requests/([^/]+)/package)",
@@ -830,7 +794,7 @@ void HttpApi::Routes() {
                                    {"at", FormatRfc3339(e.at)},
                                    {"actor", e.actor},
                                    {"action", e.action},
-                                   {"detail", e.detail}});
+                                   {"detail", json::parse(e.detail.text)}});
                 }
                 SendJson(res, 200, {{"items", items}});
               }));

@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "config.h"
 #include "data_map.h"
+#include "request_reader.h"
 #include "store.h"
 #include "token_buckets.h"
 #include "url_policy.h"
@@ -54,6 +55,8 @@ class HttpApi {
   void RefreshSummary();              // BuildSummaryJson into the cache; clears summary_refreshing_
 
   Deps deps_;
+  // Every read of a whole request goes through it: concurrent reads share database round trips.
+  RequestReader reader_;
   std::string tls_error_;  // set while building an SSLServer whose certificate or key could not be loaded
   std::unique_ptr<httplib::Server> server_;  // an httplib::SSLServer when http.tls_cert_file is set
   TokenBuckets buckets_;

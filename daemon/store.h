@@ -4,11 +4,14 @@
 // Thread-safe: each call leases its own connection.
 #pragma once
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +29,12 @@
 
 namespace rightsd {
 
+// A JSON value as PostgreSQL wrote it (the text form of a jsonb column): valid JSON, so an answer carries it as it
+// is instead of parsing and dumping it again. Empty for SQL NULL.
+struct JsonText {
+  std::string text;
+};
+
 struct IdentityView {
   std::string kind;
   std::optional<std::string> value;  // only when the caller may see values
@@ -36,7 +45,7 @@ struct HistoryEntry {
   Timestamp at;
   std::string actor;
   std::string action;
-  nlohmann::json detail;
+  JsonText detail;
 };
 
 struct TaskView {
@@ -47,7 +56,7 @@ struct TaskView {
   int attempts = 0;
   std::optional<Timestamp> next_attempt_at;  // pending or waiting on the peer
   std::optional<std::string> last_error;
-  nlohmann::json receipt;  // null until the task has an outcome
+  JsonText receipt;  // SQL NULL until the task has an outcome
   std::optional<Timestamp> finished_at;
 };
 
@@ -95,6 +104,18 @@ struct PreparedRequest {
   std::optional<std::string> agent_sealed, corrections_sealed, next_change;
   std::vector<std::string> lookup_hashes, seals;  // hex, one per identity
   std::string detail_text;                        // the created event's detail
+};
+
+// One request asked of Store::GetMany.
+struct ReadKey {
+  std::string_view id;
+  bool with_values = false;  // identity values, the authorized agent and corrections opened
+};
+
+// What Store::GetMany found for one key.
+struct ReadResult {
+  std::optional<RequestRecord> record;  // none: no such request
+  std::exception_ptr error;             // this request's rows could not be decoded (the batch's others can be)
 };
 
 struct CreateResult {
@@ -198,7 +219,17 @@ class Store {
   void Insert(const std::vector<PreparedRequest*>& requests, pqxx::transaction_base* txn = nullptr);
   CreateResult Create(const NewRequest& request, const Principal& by, const std::optional<std::string>& idempotency_key,
                       Timestamp now);
+  // A whole request (identities, history, tasks): GetMany of one. Throws what GetMany throws, or its error.
   std::optional<RequestRecord> Get(const std::string& id, bool with_values);
+  // Whole requests for many ids in one statement (RequestReader gathers concurrent reads into one call); results in
+  // the order of `keys`, an id that is not a UUID simply not found. Throws ApiError(kUnavailable) for the whole
+  // batch when the database is away or the statement timed out.
+  std::vector<ReadResult> GetMany(std::span<const ReadKey> keys);
+  // GetMany's statement ($1: the ids as a text[] literal, $2: whether any caller may see values), for the tests
+  // that check its plan and that tests/bench/intake-pgbench.sql replays it.
+  static const std::string& GetManyStatement();
+  // Insert's statement, for the test that tests/bench/intake-pgbench.sql replays it.
+  static const std::string& InsertStatement();
   ListPage List(const ListFilter& filter);
   SlaSummary Summary();
   // The database's figures for GET /metrics. Reads open requests (partial index) and unfinished tasks only.

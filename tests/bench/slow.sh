@@ -7,9 +7,10 @@
 # per call. (No HTTP simulator fits as is: the Mailchimp connector caps itself at 10 connections, as Mailchimp does,
 # and an OpenDSR task is a submission and then polls.)
 #
-# Threads: /proc/PID/task sampled every 50 ms during the run. The HTTP server's worker pool ([http] threads) is not
-# counted: "counted" = all threads of the process - [http] threads. Everything else counts: main, signal, sweeper,
-# HTTP listener, dispatcher loop and committers, the connector's timer thread, the HTTP client's I/O pool.
+# Threads: /proc/PID/task sampled every 50 ms during the run. The HTTP server's worker pool ([http] threads) and its
+# request readers (threads named rightsd-read, daemon/request_reader.h) are not counted: "counted" = all threads of
+# the process - [http] threads - readers. Everything else counts: main, signal, sweeper, HTTP listener, dispatcher
+# loop and committers, the connector's timer thread, the HTTP client's I/O pool.
 set -euo pipefail
 : "${BENCH_ROOT:?}" "${BENCH_BUILD:?}" "${BENCH_PGDIR:?}" "${BENCH_PGPORT:?}" "${BENCH_WORK:?}" "${BENCH_RESULTS:?}"
 BENCH_QUICK="${BENCH_QUICK:-0}"
@@ -47,10 +48,15 @@ t0="$(bench_psql -d "$BENCH_DB" -At -c "SELECT extract(epoch from clock_timestam
 bench_start_daemon "$log"
 pid="$BENCH_DAEMON_PID"
 max_threads=0
+max_counted=0
+readers=0
 deadline=$((SECONDS + 120))
 while :; do
     n="$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
+    r="$(cat /proc/"$pid"/task/*/comm 2>/dev/null | grep -c '^rightsd-read$' || true)"
     ((n > max_threads)) && max_threads=$n
+    ((r > readers)) && readers=$r
+    ((n - r - HTTP_THREADS > max_counted)) && max_counted=$((n - r - HTTP_THREADS))
     open="$(bench_psql -d "$BENCH_DB" -At -c "SELECT count(*) FROM requests WHERE closed_at IS NULL")"
     [[ "$open" == 0 ]] && break
     if ((SECONDS > deadline)) || ! kill -0 "$pid" 2>/dev/null; then
@@ -63,10 +69,10 @@ done
 t_end="$(bench_psql -d "$BENCH_DB" -At -c "SELECT extract(epoch from max(finished_at)) FROM tasks")"
 bench_stop_daemon
 elapsed="$(awk -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')"
-counted=$((max_threads - HTTP_THREADS))
+counted=$max_counted
 verdict="$(awk -v e="$elapsed" -v g="$goal" 'BEGIN { print (e <= g ? "pass" : "short") }')"
 bench_result slow "elapsed seconds" "$elapsed" s "ideal $ideal s" "≤ $goal s" "$verdict" \
     "$TASKS tasks, each answered ${DELAY_MS} ms after its call, max_concurrency $CONCURRENCY; timed from the daemon's launch to the last task's finished_at"
 verdict="$(((counted <= 16)) && echo pass || echo short)"
 bench_result slow "max threads (dispatcher+connectors)" "$counted" threads "" "≤ 16" "$verdict" \
-    "max $max_threads threads in /proc/$pid/task (sampled every 50 ms) minus the HTTP server's $HTTP_THREADS workers"
+    "max $max_threads threads in /proc/$pid/task (sampled every 50 ms) minus the HTTP server's $HTTP_THREADS workers and $readers request readers"

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <set>
 #include <string>
 #include <vector>
@@ -367,4 +368,25 @@ TEST_CASE("sla: calendar FormatDate and ParseDate", "[sla]") {
   }
   // Embedded NUL is not a date either.
   CHECK_FALSE(ParseDate(std::string_view("2025-01-0\0", 10), d));
+}
+
+TEST_CASE("sla: FormatDate writes what snprintf's %04d-%02u-%02u wrote, for every day of years 0 to 9999 sampled",
+          "[sla]") {
+  // The formatter writes its digits by hand; snprintf is the reference it replaced.
+  std::vector<LocalDate> days;
+  for (LocalDate d = D(1899, 12, 1); d <= D(2101, 1, 31); d += date::days{1}) days.push_back(d);
+  for (int y : {0, 1, 9, 10, 99, 100, 999, 1000, 1969, 1970, 9998, 9999}) {
+    for (unsigned m : {1u, 2u, 12u}) days.push_back(D(y, m, 1));
+    days.push_back(D(y, 12, 31));
+  }
+  days.push_back(D(-1, 6, 15));    // outside 0..9999: still snprintf
+  days.push_back(D(10000, 1, 1));
+  for (const LocalDate d : days) {
+    const date::year_month_day ymd{d};
+    char expected[32];
+    std::snprintf(expected, sizeof expected, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+    INFO(expected);
+    REQUIRE(FormatDate(d) == expected);
+  }
 }
