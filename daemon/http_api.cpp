@@ -162,6 +162,7 @@ std::string OpenSslError() {
 HttpApi::HttpApi(Deps deps)
     : deps_(std::move(deps)),
       reader_([this](std::span<const ReadKey> keys) { return deps_.store.GetMany(keys); }, RequestReader::Options{}),
+      writer_(deps_.store, IntakeWriter::Options{}),
       buckets_(deps_.rate_per_second, deps_.burst) {
   if (deps_.http.tls()) {
     const std::string cert = deps_.http.tls_cert_file.string();
@@ -544,7 +545,14 @@ void HttpApi::Routes() {
                    }
                  }
                  const bool values = Allows(who.role, Permission::kReadIdentityValues);
-                 CreateResult created = deps_.store.Create(parsed, who, key, now);
+                 PreparedRequest prepared = deps_.store.Prepare(parsed, who, now);
+                 CreateResult created;
+                 if (!key && !prepared.creates_tasks) {
+                   const std::string id = prepared.record.id;
+                   created = CreateResult{id, false, writer_.Write(std::move(prepared))};
+                 } else {
+                   created = deps_.store.Create(std::move(prepared), who, key);
+                 }
                  // Built from what was written (no read-back), but for a replay and a request that fanned out.
                  std::optional<RequestRecord> record = std::move(created.record);
                  if (!record) record = reader_.Get(created.id, values);

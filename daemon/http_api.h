@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "config.h"
 #include "data_map.h"
+#include "intake_writer.h"
 #include "request_reader.h"
 #include "store.h"
 #include "token_buckets.h"
@@ -57,6 +58,8 @@ class HttpApi {
   Deps deps_;
   // Every read of a whole request goes through it: concurrent reads share database round trips.
   RequestReader reader_;
+  // New requests that need no Idempotency-Key check and no tasks: concurrent POSTs share one statement.
+  IntakeWriter writer_;
   std::string tls_error_;  // set while building an SSLServer whose certificate or key could not be loaded
   std::unique_ptr<httplib::Server> server_;  // an httplib::SSLServer when http.tls_cert_file is set
   TokenBuckets buckets_;

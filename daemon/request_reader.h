@@ -6,28 +6,23 @@
 // for 16 ids in one statement cost PostgreSQL about a quarter per id of what 16 single reads did.
 //
 // How: an HTTP thread hands its id to Get and waits; `readers` threads each take everything queued (up to
-// `max_batch`), read it with one Fetch call (Store::GetMany: one statement) and hand every waiter its own result.
-// There is no timer: an idle reader takes a lone request at once, so a single GET never waits for a batch to fill.
-// Under load, requests arriving while the readers are busy queue up and leave together in the next batch: the
-// batch grows with the load, by itself. Each reader holds at most one database connection, for its batch.
+// `max_batch`), read it with one Fetch call (Store::GetMany: one statement) and hand every waiter its own result
+// (a BatchQueue: no timer, batches grow with the load by themselves). Each reader holds at most one database
+// connection, for its batch.
 //
 // Errors: a Fetch that throws (database away -> ApiError(kUnavailable), statement timeout, ...) gives every waiter
 // of that batch the same exception; an error that concerns one request only (a row that does not decode) stays
 // with that request (ReadResult::error). Stop() answers queued waiters ApiError(kUnavailable) at once, refuses new
-// ones, waits for the batches in flight to be answered and joins the readers: no thread or waiter is left behind.
-// Thread-safe.
+// ones, waits for the batches in flight to be answered and joins the readers. Thread-safe.
 #pragma once
-#include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "batch_queue.h"
 #include "store.h"
 
 namespace rightsd {
@@ -44,15 +39,12 @@ class RequestReader {
   };
 
   RequestReader(Fetch fetch, Options options);
-  ~RequestReader();  // Stop()
-  RequestReader(const RequestReader&) = delete;
-  RequestReader& operator=(const RequestReader&) = delete;
 
   // The request, or none if there is no such request (an id that is not a UUID included). Throws what the batch's
   // Fetch threw, this request's own decoding error, or ApiError(kUnavailable) once Stop has begun.
   std::optional<RequestRecord> Get(std::string_view id, bool with_values);
   // Idempotent; may be called from any thread, but not from a Fetch.
-  void Stop();
+  void Stop() { queue_.Stop(); }
 
   // Batches read and requests taken into them so far (the mean batch size), and requests queued now.
   struct Counts {
@@ -63,20 +55,7 @@ class RequestReader {
   Counts counts() const;
 
  private:
-  struct Waiter;
-  void Run();
-  static void Deliver(Waiter& waiter, ReadResult result);
-
-  const Fetch fetch_;
-  const std::size_t max_batch_;
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;  // readers: something queued, or Stop
-  std::deque<Waiter*> queue_;        // guarded by mu_
-  int idle_readers_ = 0;             // guarded by mu_: readers waiting on work_cv_
-  bool stopping_ = false;            // guarded by mu_
-  Counts counts_;                    // guarded by mu_
-  std::mutex join_mu_;               // one Stop joins the readers
-  std::vector<std::thread> readers_;
+  BatchQueue<ReadKey, std::optional<RequestRecord>> queue_;
 };
 
 }  // namespace rightsd

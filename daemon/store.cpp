@@ -306,9 +306,12 @@ void Store::Insert(const std::vector<PreparedRequest*>& requests, pqxx::transact
 
 CreateResult Store::Create(const NewRequest& req, const Principal& by, const std::optional<std::string>& idem_key,
                            Timestamp now) {
+  return Create(Prepare(req, by, now), by, idem_key);
+}
+
+CreateResult Store::Create(PreparedRequest p, const Principal& by, const std::optional<std::string>& idem_key) {
   // Everything but the SQL is done before a connection is taken. The answer to the POST is the request as a read
   // would show it, built from what was written rather than read back: one round trip per request, not two.
-  PreparedRequest p = Prepare(req, by, now);
   const std::string id = p.record.id;
   if (!idem_key && !p.creates_tasks) {
     Insert({&p});
@@ -335,7 +338,7 @@ CreateResult Store::Create(const NewRequest& req, const Principal& by, const std
     PreparedRequest attempt = p;
     Insert({&attempt}, &txn);
     if (attempt.creates_tasks) {
-      InsertTasks(txn, id, req.type, attempt.record.deadlines.respond_by);
+      InsertTasks(txn, id, attempt.record.type, attempt.record.deadlines.respond_by);
       return CreateResult{id, false, std::nullopt};
     }
     return CreateResult{id, false, std::move(attempt.record)};

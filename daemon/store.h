@@ -219,6 +219,8 @@ class Store {
   void Insert(const std::vector<PreparedRequest*>& requests, pqxx::transaction_base* txn = nullptr);
   CreateResult Create(const NewRequest& request, const Principal& by, const std::optional<std::string>& idempotency_key,
                       Timestamp now);
+  // The same for a request already prepared (by `by`).
+  CreateResult Create(PreparedRequest prepared, const Principal& by, const std::optional<std::string>& idempotency_key);
   // A whole request (identities, history, tasks): GetMany of one. Throws what GetMany throws, or its error.
   std::optional<RequestRecord> Get(const std::string& id, bool with_values);
   // Whole requests for many ids in one statement (RequestReader gathers concurrent reads into one call); results in

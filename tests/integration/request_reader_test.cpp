@@ -1,6 +1,8 @@
-// The batched read of whole requests (Store::GetMany, RequestReader): against a real PostgreSQL it says what the
+// The batched read of whole requests (Store::GetMany, RequestReader), against a real PostgreSQL: it says what the
 // former one-request read said (its SQL, decoding and rendering kept here and in tests/oracle as the oracle), many
-// concurrent reads each get their own request, errors reach every waiter, and stopping leaves nobody waiting.
+// concurrent reads each get their own request, errors reach every waiter, and stopping leaves nobody waiting. And
+// the batched write of new requests (Store::Insert, IntakeWriter): each written once with the record a read shows,
+// a refused batch retried request by request, the database's absence reaching every waiter.
 // No assertion is about time; the waits have generous bounds only so that a bug fails instead of hanging.
 #include <atomic>
 #include <condition_variable>
@@ -17,6 +19,8 @@
 #include "errors.h"
 #include "harness.h"
 #include "oracle/former_render.h"
+#include "audit.h"
+#include "intake_writer.h"
 #include "request_reader.h"
 #include "request_render.h"
 #include "store.h"
@@ -545,4 +549,102 @@ TEST_CASE("api: concurrent GETs over HTTP each get their own request, values onl
   for (const auto& w : wrong) UNSCOPED_INFO(w);
   CHECK(wrong.empty());
   CHECK(d.Stop() == 0);
+}
+
+// ---- the batched write of new requests (Store::Insert, IntakeWriter) ----
+
+TEST_CASE("api: concurrent new requests through the intake writer are written once each, with the record a read "
+          "shows",
+          "[api][integration]") {
+  Fixture f;
+  IntakeWriter writer(*f.store, IntakeWriter::Options{2, 16});
+  constexpr int kThreads = 24;
+  std::vector<std::optional<RequestRecord>> written(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      NewRequest r = Request(i % 2 ? RequestType::kAccess : RequestType::kDelete, fmt::format("w{}@example.com", i),
+                             "2026-11-02T17:00:00Z");
+      if (i % 5 == 0) r.authorized_agent = json{{"name", fmt::format("agent {}", i)}};
+      written[static_cast<std::size_t>(i)] = writer.Write(f.store->Prepare(r, f.who, At("2026-11-03T17:00:00Z")));
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(f.db.Scalar("SELECT count(*) FROM requests") == std::to_string(kThreads));
+  CHECK(f.db.Scalar("SELECT count(*) FROM request_identities") == std::to_string(2 * kThreads));
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_events WHERE action = 'created'") == std::to_string(kThreads));
+  // Each statement's events are one link: fewer links than requests when batches formed, never more.
+  CHECK(std::stoi(f.db.Scalar("SELECT count(*) FROM audit_links")) <= kThreads);
+  const auto counts = writer.counts();
+  CHECK(counts.requests == kThreads);
+  CHECK(counts.batches >= 1);
+  CHECK(counts.batches <= kThreads);
+  CHECK(counts.retried_alone == 0);
+  for (const auto& record : written) {
+    REQUIRE(record);
+    const auto read = f.store->Get(record->id, true);
+    REQUIRE(read);
+    // The answer a POST gives is the one a read gives, to the byte but for jsonb's own spelling of the detail.
+    const LocalDate today = Day(2026, 11, 3);
+    CHECK(json::parse(RenderRequestJson(*record, today, 10, true, true)) ==
+          json::parse(RenderRequestJson(*read, today, 10, true, true)));
+  }
+  auto conn = f.db.Connect();
+  CHECK(VerifyAuditChain(*conn).ok);
+}
+
+TEST_CASE("api: a batch of new requests the database refuses is written one at a time, so only the refused one fails",
+          "[api][integration]") {
+  Fixture f;
+  std::vector<PreparedRequest> batch;
+  for (int i = 0; i < 6; ++i) {
+    batch.push_back(f.store->Prepare(Request(RequestType::kDelete, fmt::format("b{}@example.com", i),
+                                             "2026-11-02T17:00:00Z"),
+                                     f.who, At("2026-11-03T17:00:00Z")));
+  }
+  // The fourth has the third's id: the statement for all six fails on the primary key.
+  batch[3].record.id = batch[2].record.id;
+  std::atomic<long long> retried{0};
+  const auto outcomes = WriteNewRequests(*f.store, batch, &retried);
+  REQUIRE(outcomes.size() == 6);
+  CHECK(retried == 6);
+  for (int i = 0; i < 6; ++i) {
+    INFO(i);
+    if (i == 3) {
+      CHECK(outcomes[3].error);
+    } else {
+      CHECK_FALSE(outcomes[static_cast<std::size_t>(i)].error);
+      CHECK(outcomes[static_cast<std::size_t>(i)].value.history.front().id > 0);
+    }
+  }
+  CHECK(f.db.Scalar("SELECT count(*) FROM requests") == "5");
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_events") == "5");
+  auto conn = f.db.Connect();
+  CHECK(VerifyAuditChain(*conn).ok);
+}
+
+TEST_CASE("api: while the database is away every new request of a batch gets 503", "[api][integration]") {
+  Fixture f;
+  // A pool whose server does not exist: every connection attempt fails.
+  DbPool away(DbPool::Options{"host=127.0.0.1 port=9 dbname=none user=none connect_timeout=1", 2,
+                              std::chrono::milliseconds(300), 5000, "test"},
+              nullptr);
+  Store store(away, f.calendar, f.cipher, 10, nullptr, true);
+  IntakeWriter writer(store, IntakeWriter::Options{1, 16});
+  std::vector<std::thread> threads;
+  std::atomic<int> unavailable{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        writer.Write(store.Prepare(Request(RequestType::kAccess, fmt::format("a{}@example.com", i),
+                                           "2026-11-02T17:00:00Z"),
+                                   f.who, At("2026-11-03T17:00:00Z")));
+      } catch (const ApiError& e) {
+        if (e.code() == ErrorCode::kUnavailable) ++unavailable;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(unavailable == 8);
+  CHECK(writer.counts().retried_alone == 0);
 }
