@@ -212,6 +212,16 @@ HttpApi::HttpApi(Deps deps)
 HttpApi::~HttpApi() {
   Stop();
   if (summary_thread_.joinable()) summary_thread_.join();
+  // How much the batching gave: what scripts/bench reads back (the intake case replays batches of this size).
+  writer_.Stop();
+  reader_.Stop();
+  const auto w = writer_.counts();
+  const auto r = reader_.counts();
+  const auto mean = [](long long n, long long d) { return d ? static_cast<double>(n) / static_cast<double>(d) : 0.0; };
+  LogInfo("http: {} new requests written in {} statements, requests per statement: mean {:.1f} ({} written alone "
+          "after their batch was refused); {} reads in {} statements, mean {:.1f}",
+          w.requests, w.batches, mean(w.requests, w.batches), w.retried_alone, r.requests, r.batches,
+          mean(r.requests, r.batches));
 }
 
 int HttpApi::Bind() {

@@ -58,11 +58,29 @@ cp "$dir/pii.key" "$dir/tokens" "$BENCH_WORK/"
 tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$BENCH_WORK/pgbench.txt" | tail -n 1)"
 pg_latency="$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$BENCH_WORK/pgbench.txt")"
 
+# A second reference, for what the daemon does under load: it writes concurrent POSTs in one statement (its intake
+# writer's mean batch is in its log at shutdown), two statements at a time. pgbench runs that statement with batches
+# of the same size from two clients: the database's rate for the daemon's own write pattern.
+batch="$(sed -n 's/.* new requests written in [0-9]* statements, requests per statement: mean \([0-9.]*\).*/\1/p' \
+    "$dir/rightsd.log" | tail -n 1)"
+batch="$(awk -v b="${batch:-1}" 'BEGIN { k = int(b + 0.5); print (k < 1 ? 1 : k) }')"
+"$BENCH_TOOL" intake-sql --batch "$batch" >"$BENCH_WORK/intake-pgbench-batch.sql"
+bench::createdb bench_intake_batch >/dev/null
+sed "s|/bench_intake?|/bench_intake_batch?|" "$dir/rightsd.toml" >"$BENCH_WORK/pgbench-batch.toml"
+"$BENCH_RIGHTSD" migrate --config "$BENCH_WORK/pgbench-batch.toml" >"$BENCH_WORK/pgbench-batch-migrate.log" 2>&1
+"$BENCH_PGBENCH" -n -M prepared -c 2 -j 2 -T "$seconds" -h "$BENCH_PGDIR/socket" -p "$BENCH_PGPORT" -U postgres \
+    -f "$BENCH_WORK/intake-pgbench-batch.sql" bench_intake_batch >"$BENCH_WORK/pgbench-batch.txt" 2>&1 ||
+    { cat "$BENCH_WORK/pgbench-batch.txt" >&2; exit 1; }
+batch_tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$BENCH_WORK/pgbench-batch.txt" | tail -n 1)"
+batch_rps="$(awk -v t="$batch_tps" -v k="$batch" 'BEGIN { printf "%.0f", t * k }')"
+
 ratio="$(bench::ratio "$rps" "$tps")"
 note="${seconds} s, 32 connections; $non2xx non-2xx, $errors socket errors; $stored requests stored"
 bench::result intake "POST /v1/requests" "${rps%.*}" req/s "pgbench ${tps%.*} tps (avg ${pg_latency} ms)" "-" info "$note"
 bench::result intake "ratio to pgbench, same SQL" "$ratio" × "${tps%.*} tps" "≥ 0.8" "$(bench::verdict "$ratio" '>=' 0.8)" \
-    "pgbench -M prepared -c 32 -j 2, tests/bench/intake-pgbench.sql"
+    "pgbench -M prepared -c 32 -j 2, tests/bench/intake-pgbench.sql: one request per transaction; the daemon writes concurrent POSTs in one statement"
+bench::result intake "pgbench, the daemon's batches" "$batch_rps" req/s "-" "-" info \
+    "Store::Insert's statement for $batch requests (the daemon's mean), 2 clients (its two writers): ${batch_tps%.*} tps; rightsd / this: $(bench::ratio "$rps" "$batch_rps")"
 bench::result intake "CPU per POST: rightsd / PostgreSQL" "$daemon_us / $pg_us" µs "-" "-" info \
     "$(nproc) cores shared by wrk, rightsd and PostgreSQL"
 bench::result intake "POST /v1/requests p99" "$p99" ms "-" "≤ 25" "$(bench::verdict "$p99" '<=' 25)" "wrk --latency"
@@ -73,3 +91,4 @@ if ((non2xx > 0 || errors > 0)) && ((BENCH_QUICK == 0)); then
 fi
 bench::dropdb bench_intake
 bench::dropdb bench_intake_pgbench
+bench::dropdb bench_intake_batch

@@ -7,9 +7,10 @@
 # per call. (No HTTP simulator fits as is: the Mailchimp connector caps itself at 10 connections, as Mailchimp does,
 # and an OpenDSR task is a submission and then polls.)
 #
-# Threads: /proc/PID/task sampled every 50 ms during the run. The HTTP server's worker pool ([http] threads) and its
-# request readers (threads named rightsd-read, daemon/request_reader.h) are not counted: "counted" = all threads of
-# the process - [http] threads - readers. Everything else counts: main, signal, sweeper, HTTP listener, dispatcher
+# Threads: /proc/PID/task sampled every 50 ms during the run. The HTTP server's worker pool ([http] threads), its
+# request readers and its intake writers (threads named rightsd-read and rightsd-intake, daemon/request_reader.h and
+# daemon/intake_writer.h) are not counted: "counted" = all threads of the process - [http] threads - readers -
+# writers. Everything else counts: main, signal, sweeper, HTTP listener, dispatcher
 # loop and committers, the connector's timer thread, the HTTP client's I/O pool.
 set -euo pipefail
 : "${BENCH_ROOT:?}" "${BENCH_BUILD:?}" "${BENCH_PGDIR:?}" "${BENCH_PGPORT:?}" "${BENCH_WORK:?}" "${BENCH_RESULTS:?}"
@@ -53,7 +54,7 @@ readers=0
 deadline=$((SECONDS + 120))
 while :; do
     n="$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
-    r="$(cat /proc/"$pid"/task/*/comm 2>/dev/null | grep -c '^rightsd-read$' || true)"
+    r="$(cat /proc/"$pid"/task/*/comm 2>/dev/null | grep -c -E '^rightsd-(read|intake)$' || true)"
     ((n > max_threads)) && max_threads=$n
     ((r > readers)) && readers=$r
     ((n - r - HTTP_THREADS > max_counted)) && max_counted=$((n - r - HTTP_THREADS))
@@ -75,4 +76,4 @@ bench_result slow "elapsed seconds" "$elapsed" s "ideal $ideal s" "≤ $goal s" 
     "$TASKS tasks, each answered ${DELAY_MS} ms after its call, max_concurrency $CONCURRENCY; timed from the daemon's launch to the last task's finished_at"
 verdict="$(((counted <= 16)) && echo pass || echo short)"
 bench_result slow "max threads (dispatcher+connectors)" "$counted" threads "" "≤ 16" "$verdict" \
-    "max $max_threads threads in /proc/$pid/task (sampled every 50 ms) minus the HTTP server's $HTTP_THREADS workers and $readers request readers"
+    "max $max_threads threads in /proc/$pid/task (sampled every 50 ms) minus the HTTP server's $HTTP_THREADS workers and $readers request readers and intake writers"
