@@ -38,7 +38,9 @@ struct SlaFacts {
 struct SlaView {
   SlaState state;
   std::optional<int> days_left;          // respond_by - today while open; none once closed
-  std::optional<LocalDate> next_change;  // first day after today on which `state` changes by itself; none if never
+  // The first day after today on which `state` changes by itself; none if never. Not stored: the sweeper finds the
+  // requests that change from their deadlines (Store::SweepSla), and a test checks the two agree day by day.
+  std::optional<LocalDate> next_change;
 };
 
 // open: breached once today is past respond_by, or past acknowledge_by without (or with a late) acknowledgement;

@@ -158,22 +158,21 @@ std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
 
 // New requests, their identities and their "created" audit events in one statement: atomic without a transaction
 // block, one round trip for however many requests (tests/bench/intake-pgbench.sql replays it for one). Requests come
-// as parallel arrays ($1-$15), identities as parallel arrays naming their request ($16-$20). Returned, per request:
+// as parallel arrays ($1-$14), identities as parallel arrays naming their request ($15-$19). Returned, per request:
 // what only the database knows -- the event's id and time, and now() (the row's updated_at).
 const std::string kCreateRequestsSql =
     "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::date[], "
-    "$6::text[], $7::text[], $8::text[], $9::date[], $10::date[], $11::text[], $12::date[], $13::text[], $14::text[], "
-    "$15::text[]) WITH ORDINALITY AS x(id, type, status, received_at, received_on, channel, agent_sealed, "
-    "corrections_sealed, acknowledge_by, respond_by, sla_state, sla_next_change, created_by, callback_url, detail, "
-    "n)), "
+    "$6::text[], $7::text[], $8::text[], $9::date[], $10::date[], $11::text[], $12::text[], $13::text[], "
+    "$14::text[]) WITH ORDINALITY AS x(id, type, status, received_at, received_on, channel, agent_sealed, "
+    "corrections_sealed, acknowledge_by, respond_by, sla_state, created_by, callback_url, detail, n)), "
     "request AS (INSERT INTO requests (id, type, status, received_at, received_on, channel, agent_sealed, "
-    "corrections_sealed, acknowledge_by, respond_by, sla_state, sla_next_change, created_by, callback_url) "
+    "corrections_sealed, acknowledge_by, respond_by, sla_state, created_by, callback_url) "
     "SELECT id, type, status, received_at, received_on, channel, decode(agent_sealed, 'hex'), "
-    "decode(corrections_sealed, 'hex'), acknowledge_by, respond_by, sla_state, sla_next_change, created_by, "
+    "decode(corrections_sealed, 'hex'), acknowledge_by, respond_by, sla_state, created_by, "
     "callback_url FROM input ORDER BY n), "
     "identities AS (INSERT INTO request_identities (request_id, ordinal, kind, lookup_hash, value_sealed) "
     "SELECT y.request_id, y.ordinal, y.kind, decode(y.lookup_hash, 'hex'), decode(y.value_sealed, 'hex') "
-    "FROM unnest($16::uuid[], $17::smallint[], $18::text[], $19::text[], $20::text[]) "
+    "FROM unnest($15::uuid[], $16::smallint[], $17::text[], $18::text[], $19::text[]) "
     "AS y(request_id, ordinal, kind, lookup_hash, value_sealed)), "
     "audit AS (INSERT INTO audit_events (request_id, actor, action, detail) SELECT id, created_by, 'created', "
     "detail::jsonb FROM input ORDER BY n RETURNING request_id, id, (extract(epoch from at) * 1000000)::bigint AS "
@@ -208,7 +207,6 @@ PreparedRequest Store::Prepare(const NewRequest& req, const Principal& by, Times
   p.creates_tasks = r.status == RequestStatus::kInProgress;
   const SlaView sla = EvaluateSla(r.Facts(), Today(now), at_risk_days_);
   r.stored_sla_state = sla.state;
-  p.next_change = DateText(sla.next_change);
   r.channel = req.channel;
   r.created_by = by.name;
   r.callback_url = req.callback_url;
@@ -253,7 +251,7 @@ void Store::Insert(const std::vector<PreparedRequest*>& requests, pqxx::transact
   if (requests.empty()) return;
   std::vector<std::string> ids, types, statuses, received_at, received_on, channels, respond_by, sla_states,
       created_by, details, identity_requests, ordinals, kinds, hashes, seals;
-  std::vector<std::optional<std::string>> agents, corrections, ack_by, next_changes, callback_urls;
+  std::vector<std::optional<std::string>> agents, corrections, ack_by, callback_urls;
   for (const PreparedRequest* p : requests) {
     const RequestRecord& r = p->record;
     ids.push_back(r.id);
@@ -267,7 +265,6 @@ void Store::Insert(const std::vector<PreparedRequest*>& requests, pqxx::transact
     ack_by.push_back(DateText(r.deadlines.acknowledge_by));
     respond_by.push_back(FormatDate(r.deadlines.respond_by));
     sla_states.emplace_back(ToString(r.stored_sla_state));
-    next_changes.push_back(p->next_change);
     created_by.push_back(r.created_by);
     callback_urls.push_back(r.callback_url);
     details.push_back(p->detail_text);
@@ -283,8 +280,8 @@ void Store::Insert(const std::vector<PreparedRequest*>& requests, pqxx::transact
     return ExecPrepared(t, "create_requests", kCreateRequestsSql, ArrayLiteral(ids), ArrayLiteral(types),
                         ArrayLiteral(statuses), ArrayLiteral(received_at), ArrayLiteral(received_on),
                         ArrayLiteral(channels), ArrayLiteral(agents), ArrayLiteral(corrections), ArrayLiteral(ack_by),
-                        ArrayLiteral(respond_by), ArrayLiteral(sla_states), ArrayLiteral(next_changes),
-                        ArrayLiteral(created_by), ArrayLiteral(callback_urls), ArrayLiteral(details),
+                        ArrayLiteral(respond_by), ArrayLiteral(sla_states), ArrayLiteral(created_by),
+                        ArrayLiteral(callback_urls), ArrayLiteral(details),
                         ArrayLiteral(identity_requests), ArrayLiteral(ordinals), ArrayLiteral(kinds),
                         ArrayLiteral(hashes), ArrayLiteral(seals));
   };
@@ -740,16 +737,14 @@ void Store::ApplyLocked(pqxx::work& txn, RequestRecord& r, const ActionInput& ac
   const auto closed_on = DateText(r.closed_on);
   const std::optional<std::string> denial_reason =
       r.denial_reason ? std::optional<std::string>(std::string(ToString(*r.denial_reason))) : std::nullopt;
-  const auto next_change = DateText(sla.next_change);
   txn.exec_params(
       "UPDATE requests SET status = $2, acknowledged_on = $3::date, acknowledged_at = $4::timestamptz, "
       "verified_at = $5::timestamptz, verification = $6::jsonb, extended = $7, extension_reason = $8, "
       "respond_by = $9::date, closed_at = $10::timestamptz, closed_on = $11::date, denial_reason = $12, "
-      "denial_detail = $13, sla_state = $14, sla_next_change = $15::date, updated_at = now() WHERE id = $1::uuid",
+      "denial_detail = $13, sla_state = $14, updated_at = now() WHERE id = $1::uuid",
       id, std::string(ToString(r.status)), OrNull(ack_on), OrNull(ack_at), OrNull(verified_at), OrNull(verification),
       r.extended, OrNull(r.extension_reason), FormatDate(r.deadlines.respond_by), OrNull(closed_at),
-      OrNull(closed_on), OrNull(denial_reason), OrNull(r.denial_detail), std::string(ToString(sla.state)),
-      OrNull(next_change));
+      OrNull(closed_on), OrNull(denial_reason), OrNull(r.denial_detail), std::string(ToString(sla.state)));
   r.stored_sla_state = sla.state;
   AppendAudit(txn, id, by.name, std::string(ToString(action.event)), detail);
   if (action.event == RequestEvent::kExtend) {
@@ -777,14 +772,28 @@ int Store::SweepSla(Timestamp now) {
   const LocalDate today = Today(now);
   const std::string today_text = FormatDate(today);
   int changed = 0;
+  int kept = 0;
+  // The open requests whose state changes today, found from their deadlines (migration 0008): one keyset walk per
+  // way a state changes by itself (EvaluateSla), each over an index of open requests, so a sweep reads only rows
+  // that change, whatever was stored before. $1 the pass's bound day, $2/$3 the keyset, $4 the batch size.
+  struct Pass {
+    const char* due;    // the rows of this way still in the old state
+    const char* day;    // the indexed date the walk is ordered by
+    bool at_risk_days;  // the bound is today + at_risk_days rather than today
+  };
+  static constexpr Pass kPasses[] = {
+      // on_track -> at_risk (at most at_risk_days left), or breached if respond_by already passed
+      {"r.sla_state = 'on_track' AND r.respond_by <= $1::date", "r.respond_by", true},
+      // at_risk -> breached: respond_by passed
+      {"r.sla_state = 'at_risk' AND r.respond_by < $1::date", "r.respond_by", false},
+      // on_track or at_risk -> breached: acknowledge_by passed without an acknowledgement
+      {"r.acknowledged_on IS NULL AND r.acknowledge_by IS NOT NULL AND r.sla_state <> 'breached' "
+       "AND r.acknowledge_by < $1::date",
+       "r.acknowledge_by", false},
+  };
   // Set-based: one SELECT, one UPDATE and one audit INSERT per batch, whatever its size. Big batches keep the round
   // trips few; each batch is its own transaction so that row locks are held briefly.
   constexpr int kBatch = 5000;
-  // Keyset over requests_sla_sweep_keyset: a batch starts after the last row of the one before, so the sweep never
-  // walks again over the index entries it already moved. Rows skipped because someone else held their lock are
-  // revisited by the next sweep (the holder recomputes their SLA state anyway).
-  std::string after_day = "-infinity";
-  std::string after_id = "00000000-0000-0000-0000-000000000000";
   auto array_text = [](const std::vector<std::string>& items) {  // only uuids, state names, dates and integers
     std::string out = "{";
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -798,63 +807,62 @@ int Store::SweepSla(Timestamp now) {
     int changed = 0;
     std::string last_day, last_id;
   };
-  for (;;) {
-    // Everything the batch learns is returned, not accumulated: WithTransaction may run it again after a deadlock.
-    const Batch batch = WithTransaction(pool_, [&](pqxx::work& txn) {
-      const auto rows = txn.exec_params(
-          fmt::format("SELECT {}, r.sla_next_change::text FROM requests r WHERE r.closed_at IS NULL "
-                      "AND r.sla_next_change <= $1::date AND (r.sla_next_change, r.id) > ($2::date, $3::uuid) "
-                      "ORDER BY r.sla_next_change, r.id LIMIT $4 FOR UPDATE SKIP LOCKED",
-                      kRequestColumns),
-          today_text, after_day, after_id, kBatch);
-      std::vector<std::string> ids, states, next_changes;
-      std::vector<std::string> audit_ids, audit_from, audit_to, audit_respond_by, audit_days_left;
-      ids.reserve(rows.size());
-      states.reserve(rows.size());
-      next_changes.reserve(rows.size());
-      for (const auto& row : rows) {
-        const RequestRecord r = RowToRecord(row);
-        const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
-        ids.push_back(r.id);
-        states.emplace_back(ToString(sla.state));
-        next_changes.push_back(sla.next_change ? FormatDate(*sla.next_change) : "NULL");
-        if (sla.state != r.stored_sla_state) {
-          audit_ids.push_back(r.id);
-          audit_from.emplace_back(ToString(r.stored_sla_state));
-          audit_to.emplace_back(ToString(sla.state));
-          audit_respond_by.push_back(FormatDate(r.deadlines.respond_by));
-          audit_days_left.push_back(std::to_string(sla.days_left.value_or(0)));
+  for (const Pass& pass : kPasses) {
+    // The keyset makes every walk finish: a row is never read twice by one walk, even one whose state did not change
+    // or whose lock someone else held (those are revisited by the next sweep; the holder recomputes the state anyway).
+    const std::string bound = pass.at_risk_days ? FormatDate(today + date::days{at_risk_days_}) : today_text;
+    std::string after_day = "-infinity";
+    std::string after_id = "00000000-0000-0000-0000-000000000000";
+    const std::string select =
+        fmt::format("SELECT {0}, {1}::text FROM requests r WHERE r.closed_at IS NULL AND {2} "
+                    "AND ({1}, r.id) > ($2::date, $3::uuid) ORDER BY {1}, r.id LIMIT $4 FOR UPDATE SKIP LOCKED",
+                    kRequestColumns, pass.day, pass.due);
+    for (;;) {
+      // Everything the batch learns is returned, not accumulated: WithTransaction may run it again after a deadlock.
+      const Batch batch = WithTransaction(pool_, [&](pqxx::work& txn) {
+        const auto rows = txn.exec_params(select, bound, after_day, after_id, kBatch);
+        if (rows.empty()) return Batch{};
+        std::vector<std::string> ids, states, from, respond_by, days_left;
+        for (const auto& row : rows) {
+          const RequestRecord r = RowToRecord(row);
+          const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
+          if (sla.state == r.stored_sla_state) continue;
+          ids.push_back(r.id);
+          states.emplace_back(ToString(sla.state));
+          from.emplace_back(ToString(r.stored_sla_state));
+          respond_by.push_back(FormatDate(r.deadlines.respond_by));
+          days_left.push_back(std::to_string(sla.days_left.value_or(0)));
           if (sla.state == SlaState::kBreached) {
             LogWarning("request {}: sla breached (acknowledge_by {}, acknowledged {}, respond_by {})", r.id,
                        r.deadlines.acknowledge_by ? FormatDate(*r.deadlines.acknowledge_by) : "none",
                        r.acknowledged_on ? FormatDate(*r.acknowledged_on) : "no", FormatDate(r.deadlines.respond_by));
           }
         }
-      }
-      if (rows.empty()) return Batch{};
-      txn.exec_params(
-          "UPDATE requests r SET sla_state = u.state, sla_next_change = u.next_change "
-          "FROM unnest($1::uuid[], $2::text[], $3::date[]) AS u(id, state, next_change) WHERE r.id = u.id",
-          array_text(ids), array_text(states), array_text(next_changes));
-      if (!audit_ids.empty()) {
-        // The same detail as one AppendAudit per change; WITH ORDINALITY keeps the events in the batch's order.
-        txn.exec_params(
-            "INSERT INTO audit_events (request_id, actor, action, detail) "
-            "SELECT u.id, 'system:sweeper', 'sla_changed', jsonb_build_object('from', u.from_state, 'to', u.to_state, "
-            "'respond_by', u.respond_by, 'days_left', u.days_left) "
-            "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY "
-            "AS u(id, from_state, to_state, respond_by, days_left, ord) ORDER BY u.ord",
-            array_text(audit_ids), array_text(audit_from), array_text(audit_to), array_text(audit_respond_by),
-            array_text(audit_days_left));
-      }
-      return Batch{static_cast<int>(rows.size()), static_cast<int>(audit_ids.size()),
-                   rows.back()[kColumnCount].as<std::string>(), ids.back()};
-    });
-    changed += batch.changed;
-    if (batch.seen < kBatch) break;
-    after_day = batch.last_day;
-    after_id = batch.last_id;
+        if (!ids.empty()) {
+          txn.exec_params("UPDATE requests r SET sla_state = u.state FROM unnest($1::uuid[], $2::text[]) "
+                          "AS u(id, state) WHERE r.id = u.id",
+                          array_text(ids), array_text(states));
+          // The same detail as one AppendAudit per change; WITH ORDINALITY keeps the events in the batch's order.
+          txn.exec_params(
+              "INSERT INTO audit_events (request_id, actor, action, detail) "
+              "SELECT u.id, 'system:sweeper', 'sla_changed', jsonb_build_object('from', u.from_state, 'to', "
+              "u.to_state, 'respond_by', u.respond_by, 'days_left', u.days_left) "
+              "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY "
+              "AS u(id, from_state, to_state, respond_by, days_left, ord) ORDER BY u.ord",
+              array_text(ids), array_text(from), array_text(states), array_text(respond_by), array_text(days_left));
+        }
+        return Batch{static_cast<int>(rows.size()), static_cast<int>(ids.size()),
+                     rows.back()[kColumnCount].as<std::string>(), rows.back()[0].as<std::string>()};
+      });
+      changed += batch.changed;
+      kept += batch.seen - batch.changed;
+      if (batch.seen < kBatch) break;
+      after_day = batch.last_day;
+      after_id = batch.last_id;
+    }
   }
+  // Every row a walk reads should change state; one that does not means the walks and EvaluateSla disagree.
+  if (kept > 0) LogWarning("sweeper: {} requests were due by their deadlines but kept their sla state", kept);
   // Days of sla_due_tallies that no open request falls due on any more; Summary skips them, this keeps them few.
   WithTransaction(pool_, [&](pqxx::work& txn) { txn.exec("DELETE FROM sla_due_tallies WHERE n = 0"); });
   return changed;
@@ -1379,7 +1387,6 @@ void Store::CompleteAllFinished(pqxx::work& txn, const std::vector<std::string>&
   const LocalDate today = Today(now);
   const std::string at = FormatRfc3339(now);
   std::vector<std::string> ids, statuses, closed_on, sla_states, audit_details;
-  std::vector<std::optional<std::string>> next_changes;
   std::vector<std::pair<RequestRecord, RequestStatus>> callbacks;
   for (const auto& row : rows) {
     RequestRecord r = RowToRecord(row);
@@ -1408,18 +1415,16 @@ void Store::CompleteAllFinished(pqxx::work& txn, const std::vector<std::string>&
     statuses.push_back(std::string(ToString(r.status)));
     closed_on.push_back(FormatDate(today));
     sla_states.push_back(std::string(ToString(sla.state)));
-    next_changes.push_back(DateText(sla.next_change));
     audit_details.push_back(AuditText(detail));
     if (r.callback_url) callbacks.emplace_back(std::move(r), from);
   }
   if (ids.empty()) return;
   txn.exec_params(
       "UPDATE requests r SET status = x.status, closed_at = $2::timestamptz, closed_on = x.closed_on, "
-      "sla_state = x.sla_state, sla_next_change = x.next_change, updated_at = now() "
-      "FROM unnest($1::uuid[], $3::text[], $4::date[], $5::text[], $6::date[]) AS x(id, status, closed_on, sla_state, "
-      "next_change) WHERE r.id = x.id",
-      ArrayLiteral(ids), at, ArrayLiteral(statuses), ArrayLiteral(closed_on), ArrayLiteral(sla_states),
-      ArrayLiteral(next_changes));
+      "sla_state = x.sla_state, updated_at = now() "
+      "FROM unnest($1::uuid[], $3::text[], $4::date[], $5::text[]) AS x(id, status, closed_on, sla_state) "
+      "WHERE r.id = x.id",
+      ArrayLiteral(ids), at, ArrayLiteral(statuses), ArrayLiteral(closed_on), ArrayLiteral(sla_states));
   txn.exec_params(
       "INSERT INTO audit_events (request_id, actor, action, detail) SELECT e.request_id, 'system:engine', $2, "
       "e.detail FROM unnest($1::uuid[], $3::jsonb[]) WITH ORDINALITY AS e(request_id, detail, n) ORDER BY e.n",

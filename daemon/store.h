@@ -101,7 +101,7 @@ struct PreparedRequest {
   RequestRecord record;
   bool creates_tasks = false;  // opt-out and limit fan out at once
   std::string body_hash;       // hex: what an Idempotency-Key is checked against
-  std::optional<std::string> agent_sealed, corrections_sealed, next_change;
+  std::optional<std::string> agent_sealed, corrections_sealed;
   std::vector<std::string> lookup_hashes, seals;  // hex, one per identity
   std::string detail_text;                        // the created event's detail
 };

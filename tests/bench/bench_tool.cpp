@@ -216,21 +216,20 @@ int IntakeSql(const std::vector<std::string>& args) {
       {9, per_request("current_date + 14")},
       {10, per_request("current_date + 45")},
       {11, per_request("'on_track'::text")},
-      {12, per_request("current_date + 9")},
-      {13, per_request("'bench-submitter'::text")},
-      {14, per_request("NULL::text")},
-      {15, per_request(R"('{"type":"access","status":"received","channel":"web_form","identity_kinds":["email","phone"],)"
+      {12, per_request("'bench-submitter'::text")},
+      {13, per_request("NULL::text")},
+      {14, per_request(R"('{"type":"access","status":"received","channel":"web_form","identity_kinds":["email","phone"],)"
                        R"("received_at":"2026-11-23T18:00:00Z","respond_by":"2027-01-07","acknowledge_by":"2026-12-08",)"
                        R"("authorized_agent": false}'::text)")},
-      {16, per_identity(id)},
-      {17, per_identity("o")},
-      {18, per_identity("CASE o WHEN 0 THEN 'email' ELSE 'phone' END")},
-      {19, per_identity("md5(:a::text || g || o) || md5(:a::text || 'f' || g || o)")},
-      {20, per_identity("md5(:a::text || 'g' || g || o) || md5(:a::text || 'h' || g || o) || md5(:a::text || 'i' || g "
+      {15, per_identity(id)},
+      {16, per_identity("o")},
+      {17, per_identity("CASE o WHEN 0 THEN 'email' ELSE 'phone' END")},
+      {18, per_identity("md5(:a::text || g || o) || md5(:a::text || 'f' || g || o)")},
+      {19, per_identity("md5(:a::text || 'g' || g || o) || md5(:a::text || 'h' || g || o) || md5(:a::text || 'i' || g "
                         "|| o) || md5(:a::text || 'j' || g || o) || md5(:a::text || 'k' || g || o)")},
   };
   std::string sql = rightsd::Store::InsertStatement();
-  // From $20 down, so that $1 is not taken for the start of $15.
+  // From $19 down, so that $1 is not taken for the start of $14.
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     const std::string name = "$" + std::to_string(it->first);
     for (auto at = sql.find(name); at != std::string::npos; at = sql.find(name, at + it->second.size())) {

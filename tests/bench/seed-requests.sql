@@ -16,8 +16,7 @@ FROM generate_series(:from::bigint, :from::bigint + :count::bigint - 1) AS n;
 UPDATE seed SET received_at = now() - make_interval(secs => (n * 7919) % (40 * 86400)) WHERE open;
 
 INSERT INTO requests (id, type, status, received_at, received_on, channel, acknowledge_by, respond_by, acknowledged_on,
-                      acknowledged_at, verified_at, closed_at, closed_on, sla_state, sla_next_change, created_by,
-                      updated_at)
+                      acknowledged_at, verified_at, closed_at, closed_on, sla_state, created_by, updated_at)
 SELECT id, type,
        CASE WHEN open THEN 'in_progress' ELSE 'completed' END,
        received_at, received_at::date, 'web_form',
@@ -29,7 +28,6 @@ SELECT id, type,
        CASE WHEN open THEN NULL ELSE received_at + interval '20 days' END,
        CASE WHEN open THEN NULL ELSE received_at::date + 20 END,
        CASE WHEN open THEN 'on_track' ELSE 'met' END,
-       CASE WHEN open THEN received_at::date + 30 END,
        'bench-submitter', received_at
 FROM seed;
 

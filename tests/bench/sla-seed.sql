@@ -2,8 +2,8 @@
 -- -v today=YYYY-MM-DD. Requests are numbered from :from; their columns are what Store::Create, Apply and the
 -- sweeper would have left, under the CHECK constraints of migrations 0001-0003:
 --   open:   received over the last 45 days (opt-out and limit, due in 15 business days, over the last 21), so that
---           their sla_next_change days are spread as in steady state; the SLA state and next change day are those
---           of a sweep run yesterday (EvaluateSla in SQL, at_risk_days 10). Most are acknowledged on day 2 and in
+--           the days their states change are spread as in steady state; the SLA state is that of a sweep run
+--           yesterday (EvaluateSla in SQL, at_risk_days 10). Most are acknowledged on day 2 and in
 --           progress with a task on each of two systems; the newest are still received; one in fifty was never
 --           acknowledged and breaches when acknowledge_by passes.
 --   closed: received 46 days to two years ago, completed on day 20, met.
@@ -35,19 +35,13 @@ SELECT s.*, y,
 FROM seed s, (SELECT :'today'::date - 1 AS y) d;
 
 INSERT INTO requests (id, type, status, received_at, received_on, channel, acknowledge_by, respond_by, acknowledged_on,
-                      acknowledged_at, verified_at, sla_state, sla_next_change, created_by, updated_at)
+                      acknowledged_at, verified_at, sla_state, created_by, updated_at)
 SELECT id, type, status, received_on + time '17:00' AT TIME ZONE 'UTC', received_on, 'web_form', acknowledge_by,
        respond_by, acknowledged_on,
        CASE WHEN acknowledged_on IS NOT NULL THEN acknowledged_on + time '18:00' AT TIME ZONE 'UTC' END,
        CASE WHEN status = 'in_progress' AND ack THEN acknowledged_on + time '19:00' AT TIME ZONE 'UTC' END,
        CASE WHEN y > respond_by OR ack_missed THEN 'breached'
             WHEN respond_by - y <= 10 THEN 'at_risk' ELSE 'on_track' END,
-       CASE WHEN y > respond_by OR ack_missed THEN NULL
-            ELSE (SELECT min(c) FROM unnest(ARRAY[respond_by + 1,
-                                                  CASE WHEN acknowledge_by IS NOT NULL AND acknowledged_on IS NULL
-                                                       THEN acknowledge_by + 1 END,
-                                                  CASE WHEN respond_by - y > 10 THEN respond_by - 10 END]) c
-                  WHERE c > y) END,
        'bench-submitter', now()
 FROM seed_sla;
 
@@ -61,15 +55,14 @@ COMMIT;
 -- Closed requests, in one statement per million so that memory stays flat.
 BEGIN;
 INSERT INTO requests (id, type, status, received_at, received_on, channel, acknowledge_by, respond_by, acknowledged_on,
-                      acknowledged_at, verified_at, closed_at, closed_on, sla_state, sla_next_change, created_by,
-                      updated_at)
+                      acknowledged_at, verified_at, closed_at, closed_on, sla_state, created_by, updated_at)
 SELECT ('00000000-0000-4000-a000-' || lpad(to_hex(n), 12, '0'))::uuid,
        (ARRAY['access', 'delete', 'correct', 'opt_out', 'limit'])[1 + n % 5], 'completed',
        d + time '17:00' AT TIME ZONE 'UTC', d, 'web_form',
        CASE WHEN n % 5 < 3 THEN d + 14 END, d + CASE WHEN n % 5 < 3 THEN 45 ELSE 21 END,
        CASE WHEN n % 5 < 3 THEN d + 2 END, CASE WHEN n % 5 < 3 THEN d + 2 + time '18:00' AT TIME ZONE 'UTC' END,
        CASE WHEN n % 5 < 3 THEN d + 2 + time '19:00' AT TIME ZONE 'UTC' END,
-       d + 20 + time '17:00' AT TIME ZONE 'UTC', d + 20, 'met', NULL, 'bench-submitter', now()
+       d + 20 + time '17:00' AT TIME ZONE 'UTC', d + 20, 'met', 'bench-submitter', now()
 FROM (SELECT n, :'today'::date - 46 - (n % 684)::int AS d
       FROM generate_series(:from::bigint, :from::bigint + :closed::bigint - 1) AS n) c;
 COMMIT;

@@ -169,9 +169,9 @@ TEST_CASE("api: dashboard in headless Chromium shows the planted SLA counts, dri
   {
     auto conn = env.db().Connect();
     pqxx::work txn(*conn);
-    txn.exec_params("UPDATE requests SET respond_by = $1::date + 3, sla_state = 'at_risk', sla_next_change = NULL "
+    txn.exec_params("UPDATE requests SET respond_by = $1::date + 3, sla_state = 'at_risk' "
                     "WHERE id = $2::uuid", today, at_risk);
-    txn.exec_params("UPDATE requests SET respond_by = $1::date - 2, sla_state = 'breached', sla_next_change = NULL "
+    txn.exec_params("UPDATE requests SET respond_by = $1::date - 2, sla_state = 'breached' "
                     "WHERE id = $2::uuid", today, breached);
     txn.commit();
   }

@@ -1,7 +1,7 @@
 // The SLA summary's tallies (migration 0004) against a real PostgreSQL: after every kind of change the store makes
 // (intake, transitions, sweeps, task outcomes, closes, purge, deletes) they equal a fresh GROUP BY over the tables;
-// the migration backfills them from rows that existed before it; the set-based sweep writes the same states, next
-// change days and audit events as one statement per request did.
+// the migration backfills them from rows that existed before it; the sweep, which finds due requests from their
+// deadlines (migration 0008), keeps every open request in the state the legal clock gives it.
 #include <catch2/catch.hpp>
 
 #include "audit.h"
@@ -263,11 +263,11 @@ TEST_CASE("sla: migration 0004 backfills the tallies from requests and tasks tha
   f.CheckTallies();
 }
 
-TEST_CASE("sla: the set-based sweep writes the states, next change days and audit events of the per-row sweep",
+TEST_CASE("sla: the sweep finds every request whose state changes from its deadlines and writes the legal clock's "
+          "state and audit event for it",
           "[sla][integration]") {
   Fixture f;
-  // More requests than one batch holds would make the test slow; the batch boundary is covered by the bench. Every
-  // path of EvaluateSla: on time, at risk, missed acknowledgement, past respond_by, acknowledged late, extended.
+  // Every path of EvaluateSla: on time, at risk, missed acknowledgement, past respond_by, acknowledged late, extended.
   std::vector<std::string> ids;
   const std::vector<RequestType> types = {RequestType::kAccess, RequestType::kDelete, RequestType::kCorrect,
                                           RequestType::kOptOut, RequestType::kLimit};
@@ -281,46 +281,42 @@ TEST_CASE("sla: the set-based sweep writes the states, next change days and audi
     if (i % 3 == 0) f.Act(ids[i], RequestEvent::kAcknowledge, "2026-10-20T18:00:00Z");
     if (i % 6 == 0) f.Act(ids[i], RequestEvent::kExtend, "2026-10-21T18:00:00Z");
   }
-  // What the per-row sweep computed for each request is what EvaluateSla says; compute the expectation from the
-  // rows before the sweep, through the same legal clock.
+  // The expectation for each request, from the rows before the sweep, through the same legal clock: a request whose
+  // state differs from the stored one changes, with one audit event; the others are not touched.
   const Timestamp now = At("2026-11-20T18:00:00Z");
   const LocalDate today = f.store->Today(now);
-  std::map<std::string, std::tuple<std::string, std::string, json>> expected;  // id -> state, next change, audit
+  std::map<std::string, std::pair<std::string, json>> expected;  // id -> state, audit
   for (const auto& id : ids) {
     const auto r = f.store->Get(id, false);
     REQUIRE(r);
-    const bool due = f.db.Scalar("SELECT closed_at IS NULL AND sla_next_change <= '" + FormatDate(today) +
-                                 "' FROM requests WHERE id = '" + id + "'") == "t";
-    if (!due) continue;
-    const SlaView sla = EvaluateSla(r->Facts(), today, 10);
+    const SlaView sla = IsOpen(r->status) ? EvaluateSla(r->Facts(), today, 10)
+                                          : SlaView{r->stored_sla_state, std::nullopt, std::nullopt};
     json audit;
     if (sla.state != r->stored_sla_state) {
       audit = {{"from", ToString(r->stored_sla_state)}, {"to", ToString(sla.state)},
                {"respond_by", FormatDate(r->deadlines.respond_by)}, {"days_left", sla.days_left.value_or(0)}};
     }
-    expected[id] = {std::string(ToString(sla.state)), sla.next_change ? FormatDate(*sla.next_change) : "", audit};
+    expected[id] = {std::string(ToString(sla.state)), audit};
   }
-  REQUIRE(expected.size() > 10);
   const long long audits_before = std::stoll(f.db.Scalar("SELECT count(*) FROM audit_events"));
   int changes = 0;
-  for (const auto& [id, e] : expected) changes += !std::get<2>(e).is_null();
+  for (const auto& [id, e] : expected) changes += !e.second.is_null();
+  REQUIRE(changes > 10);
+  REQUIRE(changes < static_cast<int>(ids.size()));
   CHECK(f.store->SweepSla(now) == changes);
   for (const auto& [id, e] : expected) {
     INFO(id);
-    CHECK(f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'") == std::get<0>(e));
-    CHECK(f.db.Scalar("SELECT sla_next_change FROM requests WHERE id = '" + id + "'") == std::get<1>(e));
-    const std::string detail = f.db.Scalar("SELECT detail::text FROM audit_events WHERE request_id = '" + id +
-                                           "' AND action = 'sla_changed' AND actor = 'system:sweeper'");
-    if (std::get<2>(e).is_null()) {
-      CHECK(detail.empty());
+    CHECK(f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'") == e.first);
+    const std::string where =
+        " FROM audit_events WHERE request_id = '" + id + "' AND action = 'sla_changed' AND actor = 'system:sweeper'";
+    if (e.second.is_null()) {
+      CHECK(f.db.Scalar("SELECT count(*)" + where) == "0");
     } else {
-      CHECK(json::parse(detail) == std::get<2>(e));
+      CHECK(json::parse(f.db.Scalar("SELECT detail::text" + where)) == e.second);
     }
   }
   CHECK(std::stoll(f.db.Scalar("SELECT count(*) FROM audit_events")) == audits_before + changes);
-  // Nothing is due any more the same day; a second sweep changes nothing.
-  CHECK(f.db.Scalar("SELECT count(*) FROM requests WHERE closed_at IS NULL AND sla_next_change <= '" +
-                    FormatDate(today) + "'") == "0");
+  // Nothing changes a second time the same day.
   CHECK(f.store->SweepSla(now) == 0);
   // The sweep's events are chained like any other, a batch's events in one link.
   {
@@ -328,4 +324,84 @@ TEST_CASE("sla: the set-based sweep writes the states, next change days and audi
     CHECK(VerifyAuditChain(*conn).ok);
   }
   f.CheckTallies();
+}
+
+TEST_CASE("sla: swept daily or after weeks away, every open request has the legal clock's state of that day",
+          "[sla][integration]") {
+  // The sweep's due set is three index walks over the deadlines; the legal clock is EvaluateSla. Day by day over
+  // four months, and again with sweeps three weeks apart (a daemon down for weeks, a restored backup), the stored
+  // state of every open request must be what the clock says, and the sweep must count exactly the requests that
+  // changed: a request the walks missed, or a state changed twice, fails.
+  for (const int step_days : {1, 21}) {
+    DYNAMIC_SECTION("a sweep every " << step_days << " days") {
+      Fixture f;
+      const std::vector<RequestType> types = {RequestType::kAccess, RequestType::kDelete, RequestType::kCorrect,
+                                              RequestType::kOptOut, RequestType::kLimit};
+      // A timeline from 2026-09-01: request i arrives on day received(i) at 17:00 UTC; of those that need one,
+      // a quarter are acknowledged on their third day, a quarter on their twentieth (late), the rest never; an
+      // eighth are acknowledged on time and extended on day 25. Sweeps run at 20:00 UTC.
+      constexpr int kRequests = 60;
+      auto received = [](int i) { return (i * 7) % 60; };
+      auto at = [](int day, int hour) {
+        return At("2026-09-01T00:00:00Z") + std::chrono::hours(24 * day + hour);
+      };
+      std::vector<std::string> ids(kRequests);
+      auto states = [&] {
+        std::map<std::string, std::string> out;
+        auto conn = f.db.Connect();
+        pqxx::nontransaction txn(*conn);
+        for (const auto& row : txn.exec("SELECT id::text, sla_state FROM requests")) {
+          out[row[0].as<std::string>()] = row[1].as<std::string>();
+        }
+        return out;
+      };
+      int sweeps = 0;
+      for (int day = 0; day <= 150; ++day) {
+        for (int i = 0; i < kRequests; ++i) {
+          const int since = day - received(i);
+          if (since == 0) {
+            ids[i] = f.Create(types[i % 5], fmt::format("d{}@example.com", i), FormatRfc3339(at(day, 17)));
+          }
+          if (since < 0 || i % 5 >= 3) continue;  // opt-out and limit need no acknowledgement
+          if ((i % 4 == 0 && since == 3) || (i % 4 == 1 && since == 20)) {
+            f.Act(ids[i], RequestEvent::kAcknowledge, FormatRfc3339(at(day, 18)));
+          }
+          if (i % 8 == 0 && since == 25) f.Act(ids[i], RequestEvent::kExtend, FormatRfc3339(at(day, 18)));
+        }
+        if (day % step_days != 0) continue;
+        const Timestamp now = at(day, 20);
+        const LocalDate today = f.store->Today(now);
+        const auto before = states();
+        std::map<std::string, std::string> want;
+        int want_changes = 0;
+        for (const auto& [id, stored] : before) {
+          const auto r = f.store->Get(id, false);
+          REQUIRE(r);
+          if (!IsOpen(r->status)) continue;
+          want[id] = ToString(EvaluateSla(r->Facts(), today, 10).state);
+          want_changes += want[id] != stored;
+          if (step_days == 1) {
+            // The clock's own forecast of yesterday names today exactly for the requests that change today.
+            const auto forecast = EvaluateSla(r->Facts(), today - date::days{1}, 10).next_change;
+            CHECK((forecast == today) == (want[id] != stored));
+          }
+        }
+        INFO("day " << FormatDate(today));
+        CHECK(f.store->SweepSla(now) == want_changes);
+        const auto after = states();
+        for (const auto& [id, state] : want) {
+          INFO(id);
+          CHECK(after.at(id) == state);
+        }
+        ++sweeps;
+      }
+      CHECK(sweeps > 5);
+      // Every open request ended breached (120 days on, none of them closed), each change with its event.
+      CHECK(f.db.Scalar("SELECT count(*) FROM requests WHERE closed_at IS NULL AND sla_state <> 'breached'") == "0");
+      CHECK(f.db.Scalar("SELECT count(*) FROM audit_events WHERE action = 'sla_changed'") ==
+            f.db.Scalar("SELECT count(*) FROM audit_events WHERE action = 'sla_changed' AND detail->>'to' IN "
+                        "('at_risk', 'breached')"));
+      f.CheckTallies();
+    }
+  }
 }
