@@ -806,7 +806,13 @@ int Store::SweepSla(Timestamp now) {
     int seen = 0;
     int changed = 0;
     std::string last_day, last_id;
+    std::vector<std::string> breaches;  // a warning line for each request this batch breached
   };
+  // A breach is worth a warning of its own, but not hundreds of thousands of them (a sweep after weeks away, or a
+  // restored backup): past the first ones the sweep says how many more; each has its sla_changed audit event.
+  constexpr int kBreachLines = 100;
+  int breach_lines = 0;
+  long long breaches_not_logged = 0;
   for (const Pass& pass : kPasses) {
     // The keyset makes every walk finish: a row is never read twice by one walk, even one whose state did not change
     // or whose lock someone else held (those are revisited by the next sweep; the holder recomputes the state anyway).
@@ -822,7 +828,7 @@ int Store::SweepSla(Timestamp now) {
       const Batch batch = WithTransaction(pool_, [&](pqxx::work& txn) {
         const auto rows = txn.exec_params(select, bound, after_day, after_id, kBatch);
         if (rows.empty()) return Batch{};
-        std::vector<std::string> ids, states, from, respond_by, days_left;
+        std::vector<std::string> ids, states, from, respond_by, days_left, breaches;
         for (const auto& row : rows) {
           const RequestRecord r = RowToRecord(row);
           const SlaView sla = EvaluateSla(r.Facts(), today, at_risk_days_);
@@ -833,9 +839,10 @@ int Store::SweepSla(Timestamp now) {
           respond_by.push_back(FormatDate(r.deadlines.respond_by));
           days_left.push_back(std::to_string(sla.days_left.value_or(0)));
           if (sla.state == SlaState::kBreached) {
-            LogWarning("request {}: sla breached (acknowledge_by {}, acknowledged {}, respond_by {})", r.id,
-                       r.deadlines.acknowledge_by ? FormatDate(*r.deadlines.acknowledge_by) : "none",
-                       r.acknowledged_on ? FormatDate(*r.acknowledged_on) : "no", FormatDate(r.deadlines.respond_by));
+            breaches.push_back(fmt::format(
+                "request {}: sla breached (acknowledge_by {}, acknowledged {}, respond_by {})", r.id,
+                r.deadlines.acknowledge_by ? FormatDate(*r.deadlines.acknowledge_by) : "none",
+                r.acknowledged_on ? FormatDate(*r.acknowledged_on) : "no", FormatDate(r.deadlines.respond_by)));
           }
         }
         if (!ids.empty()) {
@@ -852,14 +859,28 @@ int Store::SweepSla(Timestamp now) {
               array_text(ids), array_text(from), array_text(states), array_text(respond_by), array_text(days_left));
         }
         return Batch{static_cast<int>(rows.size()), static_cast<int>(ids.size()),
-                     rows.back()[kColumnCount].as<std::string>(), rows.back()[0].as<std::string>()};
+                     rows.back()[kColumnCount].as<std::string>(), rows.back()[0].as<std::string>(),
+                     std::move(breaches)};
       });
+      // Logged once the batch has committed, so that a line never reports a change that was rolled back.
+      for (const auto& line : batch.breaches) {
+        if (breach_lines < kBreachLines) {
+          LogLine(LogLevel::kWarning, line);
+          ++breach_lines;
+        } else {
+          ++breaches_not_logged;
+        }
+      }
       changed += batch.changed;
       kept += batch.seen - batch.changed;
       if (batch.seen < kBatch) break;
       after_day = batch.last_day;
       after_id = batch.last_id;
     }
+  }
+  if (breaches_not_logged > 0) {
+    LogWarning("sweeper: {} more requests breached in this sweep (their sla_changed audit events name them)",
+               breaches_not_logged);
   }
   // Every row a walk reads should change state; one that does not means the walks and EvaluateSla disagree.
   if (kept > 0) LogWarning("sweeper: {} requests were due by their deadlines but kept their sla state", kept);

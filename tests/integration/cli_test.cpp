@@ -133,3 +133,38 @@ TEST_CASE("sla: two daemons on one database never both run the sweeper", "[sla][
   CHECK(verified.exit_code == 0);
   CHECK(b.Stop() == 0);
 }
+
+TEST_CASE("sla: rightsd sweep breaches overdue requests once, with a warning for the first 100 and a count of the rest",
+          "[sla][integration]") {
+  DaemonEnv env;
+  // 130 delete requests acknowledged on time, past respond_by (Oct 16) and still stored on_track: a database restored
+  // from before they were due, or a sweeper that did not run for weeks.
+  {
+    auto conn = env.db().Connect();
+    pqxx::work txn(*conn);
+    txn.exec("INSERT INTO requests (id, type, status, received_at, received_on, channel, acknowledge_by, respond_by, "
+             "acknowledged_on, acknowledged_at, verified_at, sla_state, created_by) "
+             "SELECT gen_random_uuid(), 'delete', 'in_progress', '2026-09-01 17:00Z', '2026-09-01', 'web_form', "
+             "'2026-09-15', '2026-10-16', '2026-09-03', '2026-09-03 18:00Z', '2026-09-03 19:00Z', 'on_track', 'seed' "
+             "FROM generate_series(1, 130)");
+    txn.commit();
+  }
+  const std::vector<std::string> sweep = {"sweep", "--config", env.config().string(), "--date", "2026-11-02"};
+  const auto first = env.Cli(sweep);
+  INFO(first.err);
+  CHECK(first.exit_code == 0);
+  CHECK(first.out.find("sla sweep for 2026-11-02: 130 requests changed state") != std::string::npos);
+  std::size_t lines = 0;
+  for (auto at = first.err.find("sla breached ("); at != std::string::npos; at = first.err.find("sla breached (", at + 1)) {
+    ++lines;
+  }
+  CHECK(lines == 100);
+  CHECK(first.err.find("sweeper: 30 more requests breached in this sweep") != std::string::npos);
+  CHECK(env.db().Scalar("SELECT count(*) FROM requests WHERE sla_state = 'breached'") == "130");
+  CHECK(env.db().Scalar("SELECT count(*) FROM audit_events WHERE action = 'sla_changed' AND detail->>'to' = "
+                        "'breached'") == "130");
+  // Breached is for good: the next sweep finds nothing and says nothing.
+  const auto again = env.Cli(sweep);
+  CHECK(again.out.find(": 0 requests changed state") != std::string::npos);
+  CHECK(again.err.find("breached") == std::string::npos);
+}
