@@ -405,3 +405,20 @@ TEST_CASE("sla: swept daily or after weeks away, every open request has the lega
     }
   }
 }
+
+TEST_CASE("sla: after migration 0008 a daemon from before it can still write a request with its sla_next_change",
+          "[sla][integration]") {
+  // A rolling upgrade: the schema is migrated while older daemons still run; their create and update statements name
+  // the column 0008 stopped using. It stays until a later migration, and the sweep ignores it.
+  Fixture f;
+  const std::string id = "00000000-0000-4000-8000-000000000808";
+  f.db.Scalar("INSERT INTO requests (id, type, status, received_at, received_on, channel, acknowledge_by, respond_by, "
+              "sla_state, sla_next_change, created_by) VALUES ('" + id + "', 'delete', 'received', "
+              "'2026-11-02 17:00Z', '2026-11-02', 'web_form', '2026-11-16', '2026-12-17', 'on_track', '2026-11-17', "
+              "'old-daemon') RETURNING 1");
+  f.db.Scalar("UPDATE requests SET sla_next_change = '2026-12-07', updated_at = now() WHERE id = '" + id +
+              "' RETURNING 1");
+  CHECK(f.store->SweepSla(At("2026-11-17T20:00:00Z")) == 1);  // acknowledge_by passed: found from the deadline
+  CHECK(f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'") == "breached");
+  f.CheckTallies();
+}
