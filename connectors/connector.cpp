@@ -138,25 +138,29 @@ std::string ReadCredential(const ConnectorEnv& env, const std::string& setting, 
   return text;
 }
 
+std::size_t Utf8SequenceLength(std::string_view in, std::size_t i) {
+  const auto c = static_cast<unsigned char>(in[i]);
+  const std::size_t len = c < 0x80                 ? 1
+                          : c >= 0xC2 && c <= 0xDF ? 2
+                          : c >= 0xE0 && c <= 0xEF ? 3
+                          : c >= 0xF0 && c <= 0xF4 ? 4
+                                                   : 0;
+  bool ok = len > 0 && i + len <= in.size();
+  for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
+  if (ok && len >= 3) {
+    const auto d = static_cast<unsigned char>(in[i + 1]);
+    ok = !(c == 0xE0 && d < 0xA0) && !(c == 0xED && d >= 0xA0) && !(c == 0xF0 && d < 0x90) &&
+         !(c == 0xF4 && d >= 0x90);  // overlong forms, surrogates, beyond U+10FFFF
+  }
+  return ok ? len : 0;
+}
+
 std::string ToValidUtf8(std::string_view in) {
   std::string out;
   out.reserve(in.size());
   std::size_t i = 0;
   while (i < in.size()) {
-    const auto c = static_cast<unsigned char>(in[i]);
-    const std::size_t len = c < 0x80                 ? 1
-                            : c >= 0xC2 && c <= 0xDF ? 2
-                            : c >= 0xE0 && c <= 0xEF ? 3
-                            : c >= 0xF0 && c <= 0xF4 ? 4
-                                                     : 0;
-    bool ok = len > 0 && i + len <= in.size();
-    for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
-    if (ok && len >= 3) {
-      const auto d = static_cast<unsigned char>(in[i + 1]);
-      ok = !(c == 0xE0 && d < 0xA0) && !(c == 0xED && d >= 0xA0) && !(c == 0xF0 && d < 0x90) &&
-           !(c == 0xF4 && d >= 0x90);  // overlong forms, surrogates, beyond U+10FFFF
-    }
-    if (ok) {
+    if (const std::size_t len = Utf8SequenceLength(in, i)) {
       out.append(in.substr(i, len));
       i += len;
     } else {

@@ -143,6 +143,10 @@ void ValidateSettings(const ConnectorType& type, const std::string& system, cons
 // a character. This keeps valid UTF-8 as it is and turns every invalid or cut sequence into '?'.
 std::string ToValidUtf8(std::string_view text);
 
+// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF)
+// that starts at `at`, or 0 if none does. The one definition of valid UTF-8 for ToValidUtf8 and the JSON writer.
+std::size_t Utf8SequenceLength(std::string_view text, std::size_t at);
+
 // Reads a credential file named by a setting: relative to config_dir, or to $CREDENTIALS_DIRECTORY when that is
 // set and the file exists there (systemd LoadCredential=). Trailing newlines are removed.
 std::string ReadCredential(const ConnectorEnv& env, const std::string& setting, const std::string& path);

@@ -2,39 +2,23 @@
 
 #include <charconv>
 
+#include "connectors/connector.h"
+
 namespace rightsd {
 
 namespace {
 
-// Well-formed UTF-8 as RFC 3629 defines it (no overlong forms, no surrogates, nothing above U+10FFFF): the
-// sequences nlohmann's decoder accepts.
+// The sequences nlohmann's decoder accepts.
 bool IsValidUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  auto cont = [](unsigned char c, unsigned char lo = 0x80, unsigned char hi = 0xBF) { return c >= lo && c <= hi; };
-  while (p < end) {
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {  // most of every answer: no call
+      ++i;
       continue;
     }
-    std::ptrdiff_t left = end - p;
-    if (c >= 0xC2 && c <= 0xDF) {
-      if (left < 2 || !cont(p[1])) return false;
-      p += 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
-      const unsigned char hi = c == 0xED ? 0x9F : 0xBF;
-      if (left < 3 || !cont(p[1], lo, hi) || !cont(p[2])) return false;
-      p += 3;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      const unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
-      const unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
-      if (left < 4 || !cont(p[1], lo, hi) || !cont(p[2]) || !cont(p[3])) return false;
-      p += 4;
-    } else {
-      return false;
-    }
+    const std::size_t len = connectors::Utf8SequenceLength(s, i);
+    if (len == 0) return false;
+    i += len;
   }
   return true;
 }

@@ -794,14 +794,6 @@ int Store::SweepSla(Timestamp now) {
   // Set-based: one SELECT, one UPDATE and one audit INSERT per batch, whatever its size. Big batches keep the round
   // trips few; each batch is its own transaction so that row locks are held briefly.
   constexpr int kBatch = 5000;
-  auto array_text = [](const std::vector<std::string>& items) {  // only uuids, state names, dates and integers
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (i) out += ',';
-      out += items[i];
-    }
-    return out + "}";
-  };
   struct Batch {
     int seen = 0;
     int changed = 0;
@@ -848,7 +840,7 @@ int Store::SweepSla(Timestamp now) {
         if (!ids.empty()) {
           txn.exec_params("UPDATE requests r SET sla_state = u.state FROM unnest($1::uuid[], $2::text[]) "
                           "AS u(id, state) WHERE r.id = u.id",
-                          array_text(ids), array_text(states));
+                          ArrayLiteral(ids), ArrayLiteral(states));
           // The same detail as one AppendAudit per change; WITH ORDINALITY keeps the events in the batch's order.
           txn.exec_params(
               "INSERT INTO audit_events (request_id, actor, action, detail) "
@@ -856,7 +848,7 @@ int Store::SweepSla(Timestamp now) {
               "u.to_state, 'respond_by', u.respond_by, 'days_left', u.days_left) "
               "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY "
               "AS u(id, from_state, to_state, respond_by, days_left, ord) ORDER BY u.ord",
-              array_text(ids), array_text(from), array_text(states), array_text(respond_by), array_text(days_left));
+              ArrayLiteral(ids), ArrayLiteral(from), ArrayLiteral(states), ArrayLiteral(respond_by), ArrayLiteral(days_left));
         }
         return Batch{static_cast<int>(rows.size()), static_cast<int>(ids.size()),
                      rows.back()[kColumnCount].as<std::string>(), rows.back()[0].as<std::string>(),
