@@ -31,8 +31,8 @@ const std::map<std::string, std::set<std::string>>& KnownKeys() {
       {"outbound", {"allowed_hosts"}},
       {"crypto", {"key_file"}},
       {"sweeper", {"interval_ms", "audit_seal_interval_ms"}},
-      {"engine", {"enabled", "lease_ms", "claim_batch", "max_in_flight", "backoff_base_ms", "backoff_max_ms",
-                  "drain_timeout_ms"}},
+      {"engine", {"enabled", "lease_ms", "claim_batch", "max_in_flight", "inline_workers", "backoff_base_ms",
+                  "backoff_max_ms", "drain_timeout_ms"}},
       {"callbacks", {"secret_file", "max_attempts", "timeout_ms"}},
       {"purge", {"retention_months", "batch_size"}},
   };
@@ -318,6 +318,7 @@ Config ParseConfig(std::string_view text, const std::filesystem::path& file) {
   c.engine.lease_ms = static_cast<int>(r.Int("engine", "lease_ms", c.engine.lease_ms, 1000, 3600000));
   c.engine.claim_batch = static_cast<int>(r.Int("engine", "claim_batch", c.engine.claim_batch, 1, 1000));
   c.engine.max_in_flight = static_cast<int>(r.Int("engine", "max_in_flight", c.engine.max_in_flight, 1, 100000));
+  c.engine.inline_workers = static_cast<int>(r.Int("engine", "inline_workers", c.engine.inline_workers, 1, 16));
   c.engine.backoff_base_ms = static_cast<int>(r.Int("engine", "backoff_base_ms", c.engine.backoff_base_ms, 10, 3600000));
   c.engine.backoff_max_ms = static_cast<int>(r.Int("engine", "backoff_max_ms", c.engine.backoff_max_ms, 10, 86400000));
   c.engine.drain_timeout_ms =

@@ -79,6 +79,10 @@ struct Config {
     int lease_ms = 60000;         // a claimed task is another process's to take once its lease expires
     int claim_batch = 32;
     int max_in_flight = 256;      // tasks running at once in this process, over all systems
+    // Under a backlog, the tasks of connectors that answer inline (noop) are run by this many transactions at once,
+    // each over its own share of the requests: one round is one PostgreSQL backend busy, so one transaction at a
+    // time leaves the database's other cores idle. About the database's cores; 1 runs them one round at a time.
+    int inline_workers = 2;
     int backoff_base_ms = 1000;
     int backoff_max_ms = 900000;
     int drain_timeout_ms = 10000; // on SIGTERM: how long in-flight tasks may finish before their leases are let go

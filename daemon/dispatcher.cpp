@@ -366,7 +366,8 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
     const RetryPolicy policy{std::chrono::milliseconds(options_.engine.backoff_base_ms),
                              std::chrono::milliseconds(options_.engine.backoff_max_ms)};
     const auto started = std::chrono::steady_clock::now();
-    const auto round = store_.RunInline(inline_limits, shared_->owner, policy, now_(), [&](const ClaimedTask& task) {
+    // Called from more than one thread at once when the round is split (AnswersInline connectors allow it).
+    const auto run = [&](const ClaimedTask& task) {
       connectors::Outcome answer = connectors::Outcome::Retry("connector did not answer inline");
       try {
         plans.at(task.system)->connector->Run(input_of(task), [&](connectors::Outcome o) { answer = std::move(o); });
@@ -375,23 +376,23 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
         answer = connectors::Outcome::Retry(fmt::format("connector error: {}", e.what()));
       }
       return answer;
-    });
+    };
+    InlineTotals totals;
+    const auto round = RunInlineRound(inline_limits, policy, run, totals);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     for (const auto& [system, kind] : round.outcomes) {
       ProcessMetrics().ObserveTask(system, plans.at(system)->connector_type, connectors::ToString(kind), seconds);
     }
-    for (const auto& [system, limit] : inline_limits) {
-      const auto it = round.claimed.find(system);
-      const int n = it == round.claimed.end() ? 0 : it->second;
-      if (n == limit) result.more = true;
-      buckets.at(system).Take(n);
-    }
+    for (const auto& [system, n] : round.claimed) buckets.at(system).Take(n);
+    result.more = result.more || totals.full;
+    inline_backlog_ = totals.full;
     {
       std::lock_guard lock(shared_->mu);
-      shared_->commits += round.outcomes.empty() ? 0 : 1;
+      shared_->commits += totals.commits;
       shared_->committed += static_cast<long long>(round.outcomes.size());
       shared_->largest_commit = std::max(shared_->largest_commit, static_cast<long long>(round.outcomes.size()));
     }
+    if (totals.error) std::rethrow_exception(totals.error);
   }
   if (limits.empty()) return result;
   const auto claimed = store_.ClaimTasks(limits, shared_->owner, std::chrono::milliseconds(options_.engine.lease_ms));
@@ -431,6 +432,55 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
     }
   }
   return result;
+}
+
+Store::InlineRound Dispatcher::RunInlineRound(const std::vector<std::pair<std::string, int>>& limits,
+                                              const RetryPolicy& policy,
+                                              const std::function<connectors::Outcome(const ClaimedTask&)>& run,
+                                              InlineTotals& totals) {
+  // A round is one transaction, and a transaction is one PostgreSQL backend on one core: through a backlog of
+  // inline tasks, one round at a time kept the database at one core and the fan-out at half the machine. So when
+  // the last round filled a batch, this one is split into inline_workers transactions run at once, each over the
+  // tasks of its own share of the requests (Store::RunInline) -- disjoint rows, and no request locked by two of
+  // them, which would make one skip the other's tasks. Each system's limit is divided among them, so the round
+  // claims no more than one transaction would. Without a backlog a round stays one transaction (no empty claims).
+  const int shares = inline_backlog_ ? options_.engine.inline_workers : 1;
+  std::vector<std::vector<std::pair<std::string, int>>> share_limits(shares);
+  for (const auto& [system, limit] : limits) {
+    for (int k = 0; k < shares; ++k) {
+      const int n = limit / shares + (k < limit % shares ? 1 : 0);
+      if (n > 0) share_limits[k].emplace_back(system, n);
+    }
+  }
+  std::vector<Store::InlineRound> rounds(shares);
+  std::vector<std::exception_ptr> errors(shares);
+  const Timestamp now = now_();
+  const auto run_share = [&](int k) {
+    if (share_limits[k].empty()) return;
+    try {
+      rounds[k] = store_.RunInline(share_limits[k], shared_->owner, policy, now, run, k, shares);
+    } catch (...) {
+      errors[k] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int k = 1; k < shares; ++k) helpers.emplace_back(run_share, k);
+  run_share(0);
+  for (auto& t : helpers) t.join();
+
+  Store::InlineRound merged;
+  for (int k = 0; k < shares; ++k) {
+    if (errors[k] && !totals.error) totals.error = errors[k];
+    if (!rounds[k].outcomes.empty()) ++totals.commits;
+    for (const auto& [system, n] : share_limits[k]) {
+      const auto it = rounds[k].claimed.find(system);
+      const int claimed = it == rounds[k].claimed.end() ? 0 : it->second;
+      if (claimed == n) totals.full = true;
+      merged.claimed[system] += claimed;
+    }
+    merged.outcomes.insert(merged.outcomes.end(), rounds[k].outcomes.begin(), rounds[k].outcomes.end());
+  }
+  return merged;
 }
 
 void Dispatcher::DeliverCallbacks() {

@@ -12,6 +12,7 @@
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -56,6 +57,17 @@ class Dispatcher {
   };
   void Loop();
   ClaimResult ClaimRound();
+  // One round of the systems whose connector answers inline, in one or more transactions at once. Out: `full`,
+  // some system filled its limit; `commits`, transactions that wrote outcomes; `error`, the first failure (the
+  // other transactions committed, and what they did is in the result).
+  struct InlineTotals {
+    bool full = false;
+    int commits = 0;
+    std::exception_ptr error;
+  };
+  Store::InlineRound RunInlineRound(const std::vector<std::pair<std::string, int>>& limits, const RetryPolicy& policy,
+                                    const std::function<connectors::Outcome(const ClaimedTask&)>& run,
+                                    InlineTotals& totals);
   void DeliverCallbacks();
   void Committer();
   // Writes a batch of outcomes (one transaction, or one by one after a failure); false if stopped meanwhile.
@@ -69,6 +81,7 @@ class Dispatcher {
   std::function<Timestamp()> now_;
   std::shared_ptr<Shared> shared_;
   std::thread loop_;
+  bool inline_backlog_ = false;  // the last inline round filled a batch (the loop thread's alone)
   std::vector<std::thread> committers_;
 };
 

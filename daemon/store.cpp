@@ -1314,7 +1314,7 @@ std::vector<bool> Store::RecordOutcomes(const std::vector<OutcomeRef>& items, co
 
 Store::InlineRound Store::RunInline(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
                                      const RetryPolicy& policy, Timestamp now,
-                                     const std::function<Outcome(const ClaimedTask&)>& run) {
+                                     const std::function<Outcome(const ClaimedTask&)>& run, int share, int shares) {
   const auto [systems, counts] = ClaimLimitArrays(limits);
   if (systems.empty()) return {};
   return WithTransaction(pool_, [&](pqxx::work& txn) {
@@ -1326,17 +1326,19 @@ Store::InlineRound Store::RunInline(const std::vector<std::pair<std::string, int
         "WITH w AS (SELECT * FROM unnest($1::text[], $2::int[]) AS w(system, n)), "
         "expired AS (SELECT e.* FROM w CROSS JOIN LATERAL (SELECT id, request_id, system, action, attempts, "
         "max_attempts, continuation, retain_basis FROM tasks WHERE system = w.system AND state = 'running' AND "
-        "lease_expires_at <= now() ORDER BY lease_expires_at LIMIT w.n FOR UPDATE SKIP LOCKED) e), "
+        "lease_expires_at <= now() AND ($3::int = 1 OR get_byte(uuid_send(request_id), 15) % $3::int = $4::int) "
+        "ORDER BY lease_expires_at LIMIT w.n FOR UPDATE SKIP LOCKED) e), "
         "ready AS (SELECT p.* FROM w CROSS JOIN LATERAL (SELECT id, request_id, system, action, attempts, "
         "max_attempts, continuation, retain_basis FROM tasks WHERE system = w.system AND state = 'pending' AND "
-        "next_attempt_at <= now() ORDER BY respond_by, next_attempt_at "
+        "next_attempt_at <= now() AND ($3::int = 1 OR get_byte(uuid_send(request_id), 15) % $3::int = $4::int) "
+        "ORDER BY respond_by, next_attempt_at "
         "LIMIT w.n - (SELECT count(*) FROM expired x WHERE x.system = w.system) FOR UPDATE SKIP LOCKED) p), "
         "due AS (SELECT * FROM expired UNION ALL SELECT * FROM ready) "
         "SELECT d.id::text, d.request_id::text, d.system, d.action, r.type, "
         "d.attempts + CASE WHEN d.continuation IS NULL THEN 1 ELSE 0 END, d.max_attempts, d.continuation::text, "
         "coalesce(d.retain_basis, ''), encode(r.corrections_sealed, 'hex') "
         "FROM due d JOIN requests r ON r.id = d.request_id",
-        ArrayLiteral(systems), ArrayLiteral(counts));
+        ArrayLiteral(systems), ArrayLiteral(counts), shares, share);
     if (rows.empty()) return round;
     std::set<std::string> request_ids;
     for (const auto& row : rows) {

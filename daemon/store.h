@@ -257,14 +257,16 @@ class Store {
   // only locks them, runs `run` on each inside the same transaction and writes each outcome, its audit event and the
   // completion of every request whose last task finished there -- a task is written once, claim and outcome
   // together, and nothing is committed unless all of it is. `run` may be called again for a task if the
-  // transaction is retried.
+  // transaction is retried. With `shares` > 1 only the tasks of requests in share `share` (of `shares`, split by
+  // request id) are taken, so that that many rounds can run at once without contending for the same requests.
   struct InlineRound {
     std::map<std::string, int> claimed;                                    // per system: tasks locked
     std::vector<std::pair<std::string, connectors::OutcomeKind>> outcomes;  // (system, kind) of each written
   };
   InlineRound RunInline(const std::vector<std::pair<std::string, int>>& limits, const std::string& owner,
                         const RetryPolicy& policy, Timestamp now,
-                        const std::function<connectors::Outcome(const ClaimedTask&)>& run);
+                        const std::function<connectors::Outcome(const ClaimedTask&)>& run, int share = 0,
+                        int shares = 1);
   void RenewLeases(const std::vector<std::string>& task_ids, const std::string& owner, std::chrono::milliseconds lease);
   // Gives tasks back (shutdown): they are due again at once for any process.
   void ReleaseLeases(const std::vector<std::string>& task_ids, const std::string& owner);

@@ -13,6 +13,8 @@
 set -euo pipefail
 : "${BENCH_ROOT:?}" "${BENCH_BUILD:?}" "${BENCH_PGDIR:?}" "${BENCH_PGPORT:?}" "${BENCH_WORK:?}" "${BENCH_RESULTS:?}"
 BENCH_QUICK="${BENCH_QUICK:-0}"
+# shellcheck source=tests/bench/common.sh
+source "$BENCH_ROOT/tests/bench/common.sh"  # for its CPU accounting; engine_env.sh's cleanup trap replaces its own
 # shellcheck source=tests/bench/engine_env.sh
 source "$BENCH_ROOT/tests/bench/engine_env.sh"
 trap bench_cleanup EXIT
@@ -42,6 +44,7 @@ systems_sql="${systems_sql%,}}"
 bench_config "[engine]
 claim_batch = ${FANOUT_CLAIM_BATCH:-1000}
 max_in_flight = ${FANOUT_MAX_IN_FLIGHT:-4000}
+${FANOUT_INLINE_WORKERS:+inline_workers = $FANOUT_INLINE_WORKERS}
 $systems_toml"
 bench_seed_function
 
@@ -52,6 +55,7 @@ bench_psql -d "$BENCH_DB" -c "SELECT pg_stat_reset()" >/dev/null
 log="$BENCH_DIR/burst.log"
 # Timed from just before the daemon starts: its start-up (connections, LISTEN) counts against it.
 t0="$(bench_psql -d "$BENCH_DB" -At -c "SELECT extract(epoch from clock_timestamp())")"
+pg_cpu0="$(bench::cpu_seconds $(bench::pg_pids))"
 bench_start_daemon "$log"
 deadline=$((SECONDS + 600))
 while :; do
@@ -71,6 +75,9 @@ if [[ "$unfinished" != 0 ]]; then
     echo "fanout: $unfinished tasks did not finish (requests closed without them?)" >&2
     exit 1
 fi
+# Read before the daemon stops: PostgreSQL's backends exit with its connections, and their CPU with them.
+daemon_us="$(bench::cpu_per_request 0 "$(bench::cpu_seconds "$BENCH_DAEMON_PID")" "$TASKS")"
+pg_us="$(bench::cpu_per_request "$pg_cpu0" "$(bench::cpu_seconds $(bench::pg_pids))" "$TASKS")"
 burst="$(awk -v n="$TASKS" -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.0f", n / (b - a) }')"
 burst_seconds="$(awk -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')"
 bench_stop_daemon
@@ -92,6 +99,8 @@ if [[ -n "$best" ]]; then
 else
     bench_result fanout "ratio to best peer" "" "×" "" "≥ 1.2" info "no peer line in $BENCH_RESULTS"
 fi
+bench_result fanout "CPU per task: rightsd / PostgreSQL" "$daemon_us / $pg_us" µs "-" "-" info \
+    "the burst, from the daemon's launch until its last task finished (PostgreSQL: every process of the cluster, autovacuum workers that exited excepted); 2 cores shared"
 
 # ---- steady: 120 s with the queue kept fed (full mode only) ----
 if [[ "$BENCH_QUICK" != 1 ]]; then

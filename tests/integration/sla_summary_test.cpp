@@ -1,8 +1,15 @@
 // The SLA summary's tallies (migration 0004) against a real PostgreSQL: after every kind of change the store makes
 // (intake, transitions, sweeps, task outcomes, closes, purge, deletes) they equal a fresh GROUP BY over the tables;
 // the migration backfills them from rows that existed before it; the sweep, which finds due requests from their
-// deadlines (migration 0008), keeps every open request in the state the legal clock gives it.
+// deadlines (migration 0008), keeps every open request in the state the legal clock gives it; and the inline rounds
+// the dispatcher runs at once, split by request, keep them too.
+#include <array>
+#include <atomic>
+#include <set>
+#include <thread>
+
 #include <catch2/catch.hpp>
+#include <fmt/ranges.h>
 
 #include "audit.h"
 #include "config.h"
@@ -420,5 +427,67 @@ TEST_CASE("sla: after migration 0008 a daemon from before it can still write a r
               "' RETURNING 1");
   CHECK(f.store->SweepSla(At("2026-11-17T20:00:00Z")) == 1);  // acknowledge_by passed: found from the deadline
   CHECK(f.db.Scalar("SELECT sla_state FROM requests WHERE id = '" + id + "'") == "breached");
+  f.CheckTallies();
+}
+
+TEST_CASE("engine: inline rounds split by request run at once, take disjoint requests, finish every task once and "
+          "keep the tallies",
+          "[engine][integration]") {
+  // The dispatcher runs a backlog of inline tasks (noop) as several RunInline transactions at once, one per share
+  // of the requests: here two shares run concurrently over 120 opt-outs (crm + ehr tasks each).
+  Fixture f;
+  for (int i = 0; i < 120; ++i) f.Create(RequestType::kOptOut, fmt::format("in{}@example.com", i), "2026-11-02T17:00:00Z");
+  REQUIRE(f.db.Scalar("SELECT count(*) FROM tasks WHERE state = 'pending'") == "240");
+  const auto done = [](const ClaimedTask&) {
+    connectors::Outcome o;
+    o.kind = connectors::OutcomeKind::kDone;
+    return o;
+  };
+  std::array<std::set<std::string>, 2> requests_of;  // per share: the requests whose tasks it ran
+  std::array<int, 2> written{};
+  std::atomic<int> ready{0};
+  const auto share = [&](int k) {
+    std::vector<std::string> seen;
+    ready.fetch_add(1);
+    while (ready.load() < 2) std::this_thread::yield();  // both transactions start together
+    // Small limits, several rounds each: the shares overlap in time on the same systems' ready index.
+    for (int round = 0; round < 50; ++round) {
+      const auto r = f.store->RunInline({{"crm", 7}, {"ehr", 7}}, "worker-" + std::to_string(k), RetryPolicy{},
+                                        At("2026-11-03T17:00:00Z"),
+                                        [&](const ClaimedTask& t) {
+                                          seen.push_back(t.request_id);
+                                          return done(t);
+                                        },
+                                        k, 2);
+      written[k] += static_cast<int>(r.outcomes.size());
+      if (r.claimed.empty()) break;
+    }
+    requests_of[k].insert(seen.begin(), seen.end());
+  };
+  std::thread other(share, 1);
+  share(0);
+  other.join();
+
+  CHECK(written[0] + written[1] == 240);
+  CHECK(!requests_of[0].empty());
+  CHECK(!requests_of[1].empty());
+  for (const auto& id : requests_of[0]) CHECK(requests_of[1].count(id) == 0);
+  // Each share is the requests whose id's last byte is its number modulo the count.
+  for (int k = 0; k < 2; ++k) {
+    CHECK(f.db.Scalar(fmt::format("SELECT count(*) FROM requests WHERE id = ANY('{{{}}}'::uuid[]) AND "
+                                  "get_byte(uuid_send(id), 15) % 2 <> {}",
+                                  fmt::join(requests_of[k], ","), k)) == "0");
+  }
+  // Every task ran once, every request completed once, after its tasks' events.
+  CHECK(f.db.Scalar("SELECT count(*) FROM tasks WHERE state = 'done' AND lease_owner IS NULL AND attempts = 1") ==
+        "240");
+  CHECK(f.db.Scalar("SELECT count(DISTINCT detail->>'task') FROM audit_events WHERE action = 'task_done'") == "240");
+  CHECK(f.db.Scalar("SELECT count(*) FROM audit_events WHERE action = 'task_done'") == "240");
+  CHECK(f.db.Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == "120");
+  CHECK(f.db.Scalar("SELECT count(*) FROM (SELECT request_id FROM audit_events WHERE action = 'complete' GROUP BY 1 "
+                    "HAVING count(*) <> 1) x") == "0");
+  // A round of the whole (one share) finds nothing left.
+  CHECK(f.store->RunInline({{"crm", 100}, {"ehr", 100}}, "worker-0", RetryPolicy{}, At("2026-11-03T17:00:00Z"), done)
+            .claimed.empty());
   f.CheckTallies();
 }
