@@ -5,6 +5,9 @@
 //
 // Threads: one loop thread claims and waits (LISTEN rightsd_tasks + an eventfd, never a busy poll); connector
 // outcomes arrive on any thread and are queued; committer threads write them. A remote call holds no thread.
+// Connectors that answer inline (noop) are run inside the claiming transaction; through a backlog a round of them is
+// split into engine.inline_workers transactions, the loop thread running one and a helper thread each of the others
+// for the length of the round.
 // Per system: at most max_concurrency tasks in flight and a token bucket of rate_per_second/burst, so one system's
 // API allowance is never exhausted and a slow system never blocks the others.
 // A process killed mid-task loses nothing: its leases expire and any dispatcher takes the tasks over.
