@@ -24,6 +24,7 @@
 #include "request_reader.h"
 #include "request_render.h"
 #include "store.h"
+#include "store_fixture.h"
 
 using namespace rightsd;
 using namespace rightsd::test;
@@ -31,21 +32,10 @@ using nlohmann::json;
 
 namespace {
 
-struct Fixture {
-  TestDatabase db;
-  BusinessCalendar calendar{date::locate_zone("America/Los_Angeles"), ParseHolidays("2026-11-26\n2026-12-25\n"),
-                            ParseBusinessDays({"mon", "tue", "wed", "thu", "fri"})};
-  PiiCipher cipher = PiiCipher::FromHexKey(std::string(64, 'b'));
-  std::unique_ptr<DbPool> pool;
-  std::unique_ptr<Store> store;
+struct Fixture : StoreFixture {
   Principal who{Role::kAdmin, "tester \"quoted\""};
 
-  Fixture() {
-    db.Migrate();
-    pool = std::make_unique<DbPool>(DbPool::Options{db.url(), 4, std::chrono::milliseconds(2000), 5000, "test"},
-                                    nullptr);
-    store = std::make_unique<Store>(*pool, calendar, cipher, 10, nullptr, true);
-  }
+  Fixture() : StoreFixture({.key_digit = 'b', .callbacks_enabled = true}) {}
   void Sql(const std::string& sql) const {
     auto conn = db.Connect();
     pqxx::nontransaction(*conn).exec(sql);

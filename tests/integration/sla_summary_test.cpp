@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "retention.h"
 #include "store.h"
+#include "store_fixture.h"
 
 using namespace rightsd;
 using namespace rightsd::test;
@@ -52,23 +53,16 @@ retain_basis = "HIPAA"
                      "/etc/rightsd/rightsd.toml");
 }
 
-struct Fixture {
-  TestDatabase db;
-  BusinessCalendar calendar{date::locate_zone("America/Los_Angeles"), ParseHolidays("2026-11-26\n2026-12-25\n"),
-                            ParseBusinessDays({"mon", "tue", "wed", "thu", "fri"})};
-  PiiCipher cipher = PiiCipher::FromHexKey(std::string(64, 'a'));
+// Before the store in Fixture's bases: the store keeps a pointer to the data map.
+struct NoopSystems {
   Config config = NoopConfig();
   DataMap data_map = DataMap::Build(config, nullptr);
-  std::unique_ptr<DbPool> pool;
-  std::unique_ptr<Store> store;
+};
+
+struct Fixture : NoopSystems, StoreFixture {
   Principal who{Role::kAdmin, "tester"};
 
-  explicit Fixture(bool migrate = true) {
-    if (migrate) db.Migrate();
-    pool = std::make_unique<DbPool>(DbPool::Options{db.url(), 4, std::chrono::milliseconds(2000), 5000, "test"},
-                                    nullptr);
-    store = std::make_unique<Store>(*pool, calendar, cipher, 10, &data_map);
-  }
+  explicit Fixture(bool migrate = true) : StoreFixture({.migrate = migrate, .data_map = &data_map}) {}
 
   std::string Create(RequestType type, const std::string& email, const std::string& at) {
     NewRequest r;

@@ -8,27 +8,16 @@
 #include "audit.h"
 #include "harness.h"
 #include "store.h"
+#include "store_fixture.h"
 
 using namespace rightsd;
 using namespace rightsd::test;
 
 namespace {
 
-struct Fixture {
-  TestDatabase db;
-  BusinessCalendar calendar{date::locate_zone("America/Los_Angeles"), ParseHolidays("2026-11-26\n2026-12-25\n"),
-                            ParseBusinessDays({"mon", "tue", "wed", "thu", "fri"})};
-  PiiCipher cipher = PiiCipher::FromHexKey(std::string(64, 'a'));
-  std::unique_ptr<DbPool> pool;
-  std::unique_ptr<Store> store;
+struct Fixture : StoreFixture {
   Principal who{Role::kSubmitter, "tester"};
-
-  Fixture() {
-    db.Migrate();
-    pool = std::make_unique<DbPool>(DbPool::Options{db.url(), 2, std::chrono::milliseconds(2000), 5000, "test"},
-                                    nullptr);
-    store = std::make_unique<Store>(*pool, calendar, cipher, 10);
-  }
+  Fixture() : StoreFixture({.pool_size = 2}) {}
 };
 
 Timestamp At(const std::string& rfc3339) { return *ParseRfc3339(rfc3339); }
