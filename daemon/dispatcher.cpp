@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -464,8 +465,15 @@ Store::InlineRound Dispatcher::RunInlineRound(const std::vector<std::pair<std::s
     }
   };
   std::vector<std::thread> helpers;
-  for (int k = 1; k < shares; ++k) helpers.emplace_back(run_share, k);
+  int k = 1;
+  try {
+    for (; k < shares; ++k) helpers.emplace_back(run_share, k);
+  } catch (const std::system_error& e) {
+    // No thread to be had (a thread limit): the shares left run on this thread, one after another.
+    LogWarning("dispatcher {}: cannot start an inline worker ({}); running its share here", shared_->owner, e.what());
+  }
   run_share(0);
+  for (; k < shares; ++k) run_share(k);
   for (auto& t : helpers) t.join();
 
   Store::InlineRound merged;

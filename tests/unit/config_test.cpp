@@ -117,6 +117,16 @@ TEST_CASE("config: defaults for a minimal config", "[config]") {
   CHECK(c.calendar.holidays_file == "/etc/rightsd/holidays.txt");
   CHECK(c.auth.tokens_file == "/etc/rightsd/tokens");
   CHECK(c.crypto.key_file == "/etc/rightsd/pii.key");
+  CHECK(c.engine.inline_workers == 2);
+}
+
+TEST_CASE("config: engine.inline_workers is 1 to 16", "[config][engine]") {
+  CHECK(ParseConfig(With("[engine]\ninline_workers = 1"), kFile).engine.inline_workers == 1);
+  CHECK(ParseConfig(With("[engine]\ninline_workers = 16"), kFile).engine.inline_workers == 16);
+  CHECK(Error(With("[engine]\ninline_workers = 0")) ==
+        "/etc/rightsd/rightsd.toml: engine.inline_workers: must be between 1 and 16");
+  CHECK(Error(With("[engine]\ninline_workers = 17")) ==
+        "/etc/rightsd/rightsd.toml: engine.inline_workers: must be between 1 and 16");
 }
 
 TEST_CASE("config: every optional key", "[config]") {
