@@ -97,7 +97,8 @@ class Connector {
   virtual void Run(const TaskInput& input, OutcomeCallback done) = 0;
   // True when Run always calls `done` before it returns, touches nothing outside the process and may be called
   // again for the same task: the engine then runs such tasks inside the transaction that claims them and commits
-  // their outcomes there, so a task costs one row write instead of a lease write and an outcome write.
+  // their outcomes there, so a task costs one row write instead of a lease write and an outcome write. Through a
+  // backlog such a round runs as several transactions at once: Run is then called from several threads together.
   virtual bool AnswersInline() const { return false; }
   // A status callback from the peer about one of this system's tasks (e.g. OpenDSR's signed callbacks on
   // POST /v1/callbacks/opendsr). True when `body` is authentic: the engine then polls the task at once.

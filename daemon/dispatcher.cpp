@@ -465,15 +465,15 @@ Store::InlineRound Dispatcher::RunInlineRound(const std::vector<std::pair<std::s
     }
   };
   std::vector<std::thread> helpers;
-  int k = 1;
+  int unstarted = 1;  // the first share without a helper thread
   try {
-    for (; k < shares; ++k) helpers.emplace_back(run_share, k);
+    for (; unstarted < shares; ++unstarted) helpers.emplace_back(run_share, unstarted);
   } catch (const std::system_error& e) {
     // No thread to be had (a thread limit): the shares left run on this thread, one after another.
     LogWarning("dispatcher {}: cannot start an inline worker ({}); running its share here", shared_->owner, e.what());
   }
   run_share(0);
-  for (; k < shares; ++k) run_share(k);
+  for (; unstarted < shares; ++unstarted) run_share(unstarted);
   for (auto& t : helpers) t.join();
 
   Store::InlineRound merged;
