@@ -100,7 +100,7 @@ else
     bench_result fanout "ratio to best peer" "" "×" "" "≥ 1.2" info "no peer line in $BENCH_RESULTS"
 fi
 bench_result fanout "CPU per task: rightsd / PostgreSQL" "$daemon_us / $pg_us" µs "-" "-" info \
-    "the burst, from the daemon's launch until its last task finished (PostgreSQL: every process of the cluster, autovacuum workers that exited excepted); 2 cores shared"
+    "the burst, from the daemon's launch until its last task finished (PostgreSQL: every process of the cluster, autovacuum workers that exited excepted); $(nproc) cores shared by both"
 
 # ---- steady: 120 s with the queue kept fed (full mode only) ----
 if [[ "$BENCH_QUICK" != 1 ]]; then
