@@ -295,7 +295,11 @@ delay_ms = 2500
 
 TEST_CASE("engine: a backlog is committed in batches, each outcome with its audit event, each request completed once",
           "[engine][integration]") {
-  // Intake only first, so that the dispatcher meets a backlog: 300 requests x 2 systems.
+  // Intake only first, so that the dispatcher meets a backlog: 300 requests x 2 systems. Through a backlog the noop
+  // rounds run as engine.inline_workers transactions at once, each over its share of the requests: one (a round at
+  // a time), the default two, and three (shares of unequal size).
+  const int inline_workers = GENERATE(1, 2, 3);
+  INFO("inline_workers = " << inline_workers);
   DaemonEnv env(true, "[engine]\nenabled = false\n" + kNoopSystems);
   env.LiftTokenRateLimit();  // 300 requests at once
   {
@@ -308,7 +312,7 @@ TEST_CASE("engine: a backlog is committed in batches, each outcome with its audi
     CHECK(intake.Stop() == 0);
   }
   REQUIRE(env.db().Scalar("SELECT count(*) FROM tasks WHERE state = 'pending'") == "600");
-  env.WriteConfig(env.db().url(), kNoopSystems);
+  env.WriteConfig(env.db().url(), fmt::format("[engine]\ninline_workers = {}\n", inline_workers) + kNoopSystems);
   Daemon d(env);
   REQUIRE(d.WaitReady());
   Eventually([&] { return env.db().Scalar("SELECT count(*) FROM requests WHERE status = 'completed'") == "300"; }, 30);
