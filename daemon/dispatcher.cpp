@@ -391,7 +391,7 @@ Dispatcher::ClaimResult Dispatcher::ClaimRound() {
       std::lock_guard lock(shared_->mu);
       shared_->commits += totals.commits;
       shared_->committed += static_cast<long long>(round.outcomes.size());
-      shared_->largest_commit = std::max(shared_->largest_commit, static_cast<long long>(round.outcomes.size()));
+      shared_->largest_commit = std::max(shared_->largest_commit, totals.largest_commit);
     }
     if (totals.error) std::rethrow_exception(totals.error);
   }
@@ -480,6 +480,7 @@ Store::InlineRound Dispatcher::RunInlineRound(const std::vector<std::pair<std::s
   for (int k = 0; k < shares; ++k) {
     if (errors[k] && !totals.error) totals.error = errors[k];
     if (!rounds[k].outcomes.empty()) ++totals.commits;
+    totals.largest_commit = std::max(totals.largest_commit, static_cast<long long>(rounds[k].outcomes.size()));
     for (const auto& [system, n] : share_limits[k]) {
       const auto it = rounds[k].claimed.find(system);
       const int claimed = it == rounds[k].claimed.end() ? 0 : it->second;

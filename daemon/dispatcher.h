@@ -61,11 +61,13 @@ class Dispatcher {
   void Loop();
   ClaimResult ClaimRound();
   // One round of the systems whose connector answers inline, in one or more transactions at once. Out: `full`,
-  // some system filled its limit; `commits`, transactions that wrote outcomes; `error`, the first failure (the
-  // other transactions committed, and what they did is in the result).
+  // some system filled its limit; `commits`, transactions that wrote outcomes, and `largest_commit`, the most
+  // outcomes one of them wrote; `error`, the first failure (the other transactions committed, and what they did is
+  // in the result).
   struct InlineTotals {
     bool full = false;
     int commits = 0;
+    long long largest_commit = 0;
     std::exception_ptr error;
   };
   Store::InlineRound RunInlineRound(const std::vector<std::pair<std::string, int>>& limits, const RetryPolicy& policy,

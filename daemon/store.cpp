@@ -848,7 +848,8 @@ int Store::SweepSla(Timestamp now) {
               "u.to_state, 'respond_by', u.respond_by, 'days_left', u.days_left) "
               "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY "
               "AS u(id, from_state, to_state, respond_by, days_left, ord) ORDER BY u.ord",
-              ArrayLiteral(ids), ArrayLiteral(from), ArrayLiteral(states), ArrayLiteral(respond_by), ArrayLiteral(days_left));
+              ArrayLiteral(ids), ArrayLiteral(from), ArrayLiteral(states), ArrayLiteral(respond_by),
+              ArrayLiteral(days_left));
         }
         return Batch{static_cast<int>(rows.size()), static_cast<int>(ids.size()),
                      rows.back()[kColumnCount].as<std::string>(), rows.back()[0].as<std::string>(),
