@@ -164,3 +164,14 @@ bench::pg_pids() {
 }
 # bench::cpu_per_request SECONDS_BEFORE SECONDS_AFTER REQUESTS -> microseconds of CPU per request
 bench::cpu_per_request() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1e6 / n; else print 0 }'; }
+# The whole machine's busy CPU, every process on every core (the load generator's and the peers' too): the one
+# measure that compares rightsd with a reference whose processes are not rightsd's and PostgreSQL's. Steal excluded.
+# bench::machine_busy -> "BUSY_TICKS TOTAL_TICKS" so far, from /proc/stat's first line
+bench::machine_busy() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; print busy, busy + $5 + $6 }' /proc/stat; }
+# bench::machine_cpu_per_item "B0 T0" "B1 T1" ITEMS -> "MICROSECONDS_PER_ITEM BUSY_CORES" over that interval
+bench::machine_cpu_per_item() {
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        busy = y[1] - x[1]; total = y[2] - x[2]
+        printf "%.0f %.2f\n", (n > 0 ? busy / hz * 1e6 / n : 0), (total > 0 ? busy / total * cores : 0) }'
+}

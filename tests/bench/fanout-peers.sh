@@ -13,6 +13,8 @@
 #   BENCH_QUICK    1: smoke mode, the two default configs on a few jobs; 0 (default): all four runs on 100,000 jobs
 #   BENCH_RESULTS  file to append one TSV line per run to:
 #                  fanout <TAB> peer <peer> <config> jobs/s <TAB> <int> <TAB> jobs/s <TAB> - <TAB> - <TAB> info <TAB> <settings, N jobs, S s>
+#                  and one more, the machine's CPU per job over the run (all processes; rightsd's fan-out is measured
+#                  the same way): fanout <TAB> CPU per job (machine): <peer> <config> <TAB> <int> <TAB> µs <TAB> ...
 # Optional:
 #   BENCH_PEERS_JOBS           jobs per run (default 100000, quick 2000)
 #   BENCH_PGBOSS_DEFAULT_JOBS  jobs for pg-boss's default config (default 500, quick 20): with its defaults each
@@ -109,9 +111,11 @@ for run in "${runs[@]}"; do
         const fs = require("fs");
         const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8").trim().split("\n").pop());
         const info = `${r.settings}, ${r.jobs} jobs, ${r.seconds.toFixed(3)} s`;
+        const cpu = `every process on the machine over the run; ${r.busy_cores} of ${r.cores} cores busy`;
         fs.appendFileSync(process.argv[2],
-            ["fanout", `peer ${r.peer} ${r.config} jobs/s`, String(Math.round(r.jobs_per_second)), "jobs/s", "-", "-", "info", info].join("\t") + "\n");
-        console.log(`fanout peer ${r.peer} ${r.config}: ${Math.round(r.jobs_per_second)} jobs/s (${info})`);
+            ["fanout", `peer ${r.peer} ${r.config} jobs/s`, String(Math.round(r.jobs_per_second)), "jobs/s", "-", "-", "info", info].join("\t") + "\n" +
+            ["fanout", `CPU per job (machine): ${r.peer} ${r.config}`, String(r.machine_cpu_us_per_job), "µs", "-", "-", "info", cpu].join("\t") + "\n");
+        console.log(`fanout peer ${r.peer} ${r.config}: ${Math.round(r.jobs_per_second)} jobs/s (${info}); ${r.machine_cpu_us_per_job} µs of machine CPU per job (${cpu})`);
     ' "$out" "$BENCH_RESULTS"; then
         log "$script $config: could not read its result line from $out"
         failed=$((failed + 1))

@@ -56,6 +56,7 @@ log="$BENCH_DIR/burst.log"
 # Timed from just before the daemon starts: its start-up (connections, LISTEN) counts against it.
 t0="$(bench_psql -d "$BENCH_DB" -At -c "SELECT extract(epoch from clock_timestamp())")"
 pg_cpu0="$(bench::cpu_seconds $(bench::pg_pids))"
+machine0="$(bench::machine_busy)"
 bench_start_daemon "$log"
 deadline=$((SECONDS + 600))
 while :; do
@@ -75,9 +76,11 @@ if [[ "$unfinished" != 0 ]]; then
     echo "fanout: $unfinished tasks did not finish (requests closed without them?)" >&2
     exit 1
 fi
+machine1="$(bench::machine_busy)"
 # Read before the daemon stops: PostgreSQL's backends exit with its connections, and their CPU with them.
 daemon_us="$(bench::cpu_per_request 0 "$(bench::cpu_seconds "$BENCH_DAEMON_PID")" "$TASKS")"
 pg_us="$(bench::cpu_per_request "$pg_cpu0" "$(bench::cpu_seconds $(bench::pg_pids))" "$TASKS")"
+read -r machine_us machine_cores <<<"$(bench::machine_cpu_per_item "$machine0" "$machine1" "$TASKS")"
 burst="$(awk -v n="$TASKS" -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.0f", n / (b - a) }')"
 burst_seconds="$(awk -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')"
 bench_stop_daemon
@@ -101,6 +104,17 @@ else
 fi
 bench_result fanout "CPU per task: rightsd / PostgreSQL" "$daemon_us / $pg_us" µs "-" "-" info \
     "the burst, from the daemon's launch until its last task finished (PostgreSQL: every process of the cluster, autovacuum workers that exited excepted); $(nproc) cores shared by both"
+
+# The same measure as the peers' (tests/bench/peers/common.mjs): the whole machine's CPU over the run, per job. Their
+# quotient is the ratio rightsd would reach if both kept the machine equally busy: what the work per task allows.
+peer_cpu="$(awk -F'\t' -v name="${best#*$'\t'}" 'BEGIN { sub(/^peer /, "", name); sub(/ jobs\/s$/, "", name) }
+    $1 == "fanout" && $2 == "CPU per job (machine): " name { print $3 }' "$BENCH_RESULTS" | tail -n 1)"
+bench_result fanout "CPU per task (machine)" "$machine_us" µs "${peer_cpu:+$peer_cpu µs per job (best peer)}" "-" info \
+    "every process on the machine over the burst; $machine_cores of $(nproc) cores busy"
+if [[ -n "$peer_cpu" && "$machine_us" -gt 0 ]]; then
+    bench_result fanout "ratio at equal CPU use" "$(awk -v p="$peer_cpu" -v r="$machine_us" 'BEGIN { printf "%.2f", p / r }')" × \
+        "-" "-" info "the best peer's machine CPU per job / rightsd's per task"
+fi
 
 # ---- steady: 120 s with the queue kept fed (full mode only) ----
 if [[ "$BENCH_QUICK" != 1 ]]; then

@@ -1,5 +1,7 @@
 // Shared by graphile.mjs and pgboss.mjs: argument parsing, the connection string, the
 // wait-until-the-database-says-done loop and the result line.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 
 export function die(message) {
@@ -85,7 +87,20 @@ export async function waitUntilDone({ isDone, hint, deadline, slowMs = 250, fast
     }
 }
 
-export function printResult({ peer, config, jobs, concurrency, seconds, settings }) {
+// The whole machine's busy CPU ticks so far (every process on every core; idle, iowait and steal excluded), by the
+// rule of bench::machine_busy in tests/bench/common.sh, which measures rightsd's fan-out: a peer and rightsd are
+// compared by the CPU the machine spends per job, whatever processes spend it (Node, PostgreSQL, the bench's polls).
+export function machineBusy() {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const busy = f[0] + f[1] + f[2] + f[5] + f[6];
+    return { busy, total: busy + f[3] + f[4] };
+}
+
+// machine: { before, after } machineBusy() samples around the timed run (t0 and t1)
+export function printResult({ peer, config, jobs, concurrency, seconds, settings, machine }) {
+    const busy = machine.after.busy - machine.before.busy;
+    const total = machine.after.total - machine.before.total;
+    const busyCores = total > 0 ? (busy / total) * availableParallelism() : 0;
     process.stdout.write(JSON.stringify({
         peer,
         config,
@@ -93,6 +108,9 @@ export function printResult({ peer, config, jobs, concurrency, seconds, settings
         concurrency,
         seconds: Number(seconds.toFixed(3)),
         jobs_per_second: Math.round(jobs / seconds),
+        machine_cpu_us_per_job: Math.round((busyCores * seconds * 1e6) / jobs),
+        busy_cores: Number(busyCores.toFixed(2)),
+        cores: availableParallelism(),
         settings,
     }) + '\n');
 }

@@ -17,7 +17,7 @@
 // Both run with NO_LOG_SUCCESS=1, as the perfTest does, so no "Completed task" line is logged per job;
 // the library's other log lines go to stderr, stdout carries only the result.
 import { EventEmitter } from 'node:events';
-import { die, now, parseCommandLine, pgConfig, printResult, waitUntilDone } from './common.mjs';
+import { die, machineBusy, now, parseCommandLine, pgConfig, printResult, waitUntilDone } from './common.mjs';
 
 process.env.NO_LOG_SUCCESS = '1'; // read when graphile-worker is loaded, so before the import below
 const { run, makeWorkerUtils, Logger } = await import('graphile-worker');
@@ -98,6 +98,7 @@ async function main() {
     let finished = 0; // job:complete events: only a hint for when to look at the database closely
     const events = new EventEmitter();
     events.on('job:complete', () => { finished++; });
+    const machineBefore = machineBusy();
     const t0 = now();
     runner = await run({
         pgPool: workerPool,
@@ -123,11 +124,12 @@ async function main() {
         await Promise.race([shutDown(), new Promise((r) => setTimeout(r, 10000))]);
         die(`timeout: ${left} of ${args.jobs} jobs still in ${SCHEMA}._private_jobs after ${args.timeoutSeconds} s (config ${args.config})`);
     }
+    const machine = { before: machineBefore, after: machineBusy() };
     const seconds = (t1 - t0) / 1000;
 
     // 4. stop cleanly, then report
     await shutDown();
-    printResult({ peer: 'graphile-worker', config: args.config, jobs: args.jobs, concurrency: args.concurrency, seconds, settings });
+    printResult({ peer: 'graphile-worker', config: args.config, jobs: args.jobs, concurrency: args.concurrency, seconds, settings, machine });
 }
 
 main().catch(async (e) => {

@@ -16,7 +16,7 @@
 // "best": 10 workers x batchSize 10 (localConcurrency 10, batchSize 10) with the documented knobs for
 // a backlog: burstWhenBatchFull true (fetch again at once while fetches come back full) and
 // pollingIntervalSeconds 0.5 (its minimum).
-import { die, now, parseCommandLine, pgConfig, printResult, waitUntilDone } from './common.mjs';
+import { die, machineBusy, now, parseCommandLine, pgConfig, printResult, waitUntilDone } from './common.mjs';
 import { PgBoss } from 'pg-boss';
 import pg from 'pg';
 
@@ -85,6 +85,7 @@ async function main() {
 
     // 3. run and time
     let handled = 0; // jobs handed to the handler: only a hint for when to look at the database closely
+    const machineBefore = machineBusy();
     const t0 = now();
     working = true;
     await boss.work(QUEUE, workOptions, async (jobs) => { handled += jobs.length; });
@@ -101,11 +102,12 @@ async function main() {
         await Promise.race([shutDown(), new Promise((r) => setTimeout(r, 15000))]);
         die(`timeout: ${c.completed} of ${args.jobs} jobs completed after ${args.timeoutSeconds} s (config ${args.config})`);
     }
+    const machine = { before: machineBefore, after: machineBusy() };
     const seconds = (t1 - t0) / 1000;
 
     // 4. stop cleanly, then report
     await shutDown();
-    printResult({ peer: 'pg-boss', config: args.config, jobs: args.jobs, concurrency: args.concurrency, seconds, settings });
+    printResult({ peer: 'pg-boss', config: args.config, jobs: args.jobs, concurrency: args.concurrency, seconds, settings, machine });
 }
 
 main().catch(async (e) => {
